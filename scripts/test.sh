@@ -1,0 +1,165 @@
+#!/usr/bin/env bash
+# Runs every test of switchboard, on PostgreSQL and SQLite.
+#
+# PostgreSQL: uses the server at $TEST_DATABASE_URL (default: a local one on
+# 127.0.0.1:5432 with trust auth, as on a developer machine). When none is
+# reachable, it starts a private throw-away cluster on port 55432 (trust auth,
+# data under target/test-postgres), installing PostgreSQL from the system
+# package manager first if its binaries are missing. No test skips because a
+# database is missing: without one, this script fails and says why.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-2}"
+PRIVATE_PORT=55432
+PRIVATE_DIR="$PWD/target/test-postgres"
+started_private=""
+# A second, throw-away cluster that one test restarts on purpose.
+RESTART_PORT=55433
+RESTART_DIR="$PWD/target/test-postgres-restart"
+started_restartable=""
+
+log() { echo "test.sh: $*" >&2; }
+
+# host port of a postgres:// URL (defaults 127.0.0.1 5432)
+url_host() { local h; h=$(sed -E 's#^[a-z]+://([^@/]*@)?([^:/?]*).*#\2#' <<<"$1"); echo "${h:-127.0.0.1}"; }
+url_port() { local p; p=$(sed -nE 's#^[a-z]+://([^@/]*@)?[^:/?]*:([0-9]+).*#\2#p' <<<"$1"); echo "${p:-5432}"; }
+
+reachable() {
+  local url=$1 host port
+  host=$(url_host "$url"); port=$(url_port "$url")
+  if command -v pg_isready >/dev/null 2>&1; then
+    pg_isready -q -h "$host" -p "$port" -t 2
+  else
+    timeout 2 bash -c "exec 3<>/dev/tcp/$host/$port" 2>/dev/null
+  fi
+}
+
+pg_bindir() {
+  local dir
+  dir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
+  if [ -n "$dir" ] && [ -x "$dir/initdb" ]; then echo "$dir"; return; fi
+  if command -v initdb >/dev/null 2>&1; then dirname "$(command -v initdb)"; return; fi
+  if command -v pg_config >/dev/null 2>&1 && [ -x "$(pg_config --bindir)/initdb" ]; then
+    pg_config --bindir; return
+  fi
+  return 1
+}
+
+install_postgres() {
+  log "PostgreSQL is not installed; installing it"
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  if command -v apt-get >/dev/null 2>&1; then
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+  elif command -v dnf >/dev/null 2>&1; then
+    $sudo dnf install -y -q postgresql-server
+  elif command -v apk >/dev/null 2>&1; then
+    $sudo apk add -q postgresql
+  elif command -v brew >/dev/null 2>&1; then
+    brew install -q postgresql
+  else
+    log "no package manager found: install PostgreSQL or set TEST_DATABASE_URL"; exit 1
+  fi
+}
+
+# Runs a PostgreSQL binary as a non-root user (initdb refuses root); the
+# data directories are handed to that user first.
+as_pg_user() {
+  if [ "$(id -u)" -eq 0 ]; then
+    id postgres >/dev/null 2>&1 || useradd --system --no-create-home postgres
+    for dir in "$PRIVATE_DIR" "$RESTART_DIR"; do
+      [ -d "$dir" ] && chown -R postgres "$dir"
+    done
+    su postgres -s /bin/sh -c "$(printf '%q ' "$@")"
+  else
+    "$@"
+  fi
+}
+
+bindir_or_install() {
+  pg_bindir || { install_postgres; pg_bindir || { log "PostgreSQL binaries not found after installing"; exit 1; }; }
+}
+
+start_private_cluster() {
+  local bindir
+  bindir=$(bindir_or_install)
+  mkdir -p "$PRIVATE_DIR"
+  if [ ! -f "$PRIVATE_DIR/data/PG_VERSION" ]; then
+    log "creating a private PostgreSQL cluster in $PRIVATE_DIR"
+    rm -rf "$PRIVATE_DIR/data"
+    mkdir -p "$PRIVATE_DIR/data"
+    as_pg_user "$bindir/initdb" -D "$PRIVATE_DIR/data" -U postgres --auth=trust -E UTF8 >/dev/null
+  fi
+  log "starting the private PostgreSQL cluster on port $PRIVATE_PORT"
+  as_pg_user "$bindir/pg_ctl" -D "$PRIVATE_DIR/data" -l "$PRIVATE_DIR/server.log" -w -t 60 \
+    -o "-p $PRIVATE_PORT -k $PRIVATE_DIR -c listen_addresses=127.0.0.1 -c max_connections=300 -c fsync=off" start >/dev/null
+  started_private="$bindir"
+}
+
+# The cluster the restart test takes down and brings back; it gets a script
+# that does exactly that, in $TEST_PG_RESTART.
+start_restartable_cluster() {
+  local bindir
+  bindir=$(bindir_or_install)
+  rm -rf "$RESTART_DIR"
+  mkdir -p "$RESTART_DIR/data"
+  as_pg_user "$bindir/initdb" -D "$RESTART_DIR/data" -U postgres --auth=trust -E UTF8 >/dev/null
+  local opts="-p $RESTART_PORT -k $RESTART_DIR -c listen_addresses=127.0.0.1 -c fsync=off"
+  as_pg_user "$bindir/pg_ctl" -D "$RESTART_DIR/data" -l "$RESTART_DIR/server.log" -w -t 60 -o "$opts" start >/dev/null
+  started_restartable="$bindir"
+  local run="\"\$@\""
+  if [ "$(id -u)" -eq 0 ]; then run="su postgres -s /bin/sh -c \"\$(printf '%q ' \"\$@\")\""; fi
+  cat >"$RESTART_DIR/restart.sh" <<SCRIPT
+#!/usr/bin/env bash
+# Restarts the test cluster: a fast shutdown (sessions are terminated), a
+# pause of \${1:-1} s while it is down, then a start.
+set -euo pipefail
+as_pg() { $run; }
+as_pg "$bindir/pg_ctl" -D "$RESTART_DIR/data" -m fast -w stop >/dev/null
+sleep "\${1:-1}"
+as_pg "$bindir/pg_ctl" -D "$RESTART_DIR/data" -l "$RESTART_DIR/server.log" -w -t 60 -o "$opts" start >/dev/null
+SCRIPT
+  chmod +x "$RESTART_DIR/restart.sh"
+  export TEST_PG_RESTART="$RESTART_DIR/restart.sh"
+  export TEST_RESTARTABLE_DATABASE_URL="postgres://postgres@127.0.0.1:$RESTART_PORT/postgres"
+}
+
+stop_private_clusters() {
+  if [ -n "$started_private" ]; then
+    as_pg_user "$started_private/pg_ctl" -D "$PRIVATE_DIR/data" -m fast stop >/dev/null 2>&1 || true
+  fi
+  if [ -n "$started_restartable" ]; then
+    as_pg_user "$started_restartable/pg_ctl" -D "$RESTART_DIR/data" -m immediate stop >/dev/null 2>&1 || true
+  fi
+}
+trap stop_private_clusters EXIT
+
+if [ -z "${TEST_DATABASE_URL:-}" ]; then
+  TEST_DATABASE_URL="postgres://postgres@127.0.0.1:5432/postgres"
+  if ! reachable "$TEST_DATABASE_URL"; then
+    TEST_DATABASE_URL="postgres://postgres@127.0.0.1:$PRIVATE_PORT/postgres"
+    reachable "$TEST_DATABASE_URL" || start_private_cluster
+  fi
+fi
+export TEST_DATABASE_URL
+reachable "$TEST_DATABASE_URL" || { log "PostgreSQL at $TEST_DATABASE_URL is not reachable"; exit 1; }
+log "PostgreSQL: $TEST_DATABASE_URL"
+
+start_restartable_cluster
+log "restartable PostgreSQL: $TEST_RESTARTABLE_DATABASE_URL"
+
+# Databases left by earlier runs (each test makes its own).
+if command -v psql >/dev/null 2>&1; then
+  psql "$TEST_DATABASE_URL" -Atqc "SELECT datname FROM pg_database WHERE datname LIKE 'sbtest_%'" 2>/dev/null |
+    while read -r db; do psql "$TEST_DATABASE_URL" -qc "DROP DATABASE IF EXISTS $db" >/dev/null 2>&1 || true; done
+fi
+
+# With no arguments every package of the workspace (the server and the load
+# tool); arguments (a test target, a filter) go to cargo as they are.
+if [ $# -eq 0 ]; then
+  cargo test --locked --workspace --all-targets
+else
+  cargo test --locked "$@"
+fi

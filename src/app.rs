@@ -1,0 +1,384 @@
+//! Building and running the server, and stopping it in order.
+//!
+//! [`Application::build`] connects the store, starts the writer, loads the
+//! instances and binds the listener (port 0 works: ask [`Application::port`]).
+//! [`Application::run_until_stopped`] serves until [`AppHandle::stop`], then
+//! shuts down in dependency order: clients are told 1001 and the modem actors
+//! stop (recording their last state), then the writer commits what is queued,
+//! then the database closes. Nothing accepted is dropped on the way out.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use actix_http::HttpService;
+use actix_service::map_config;
+use actix_web::{
+    dev::{AppConfig, Service},
+    web, App,
+};
+use anyhow::Context;
+use secrecy::SecretString;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+use crate::{
+    auth::{load_or_create_admin_key, load_or_create_jwt_secret, token::Tokens, KeyRing},
+    config::Settings,
+    http::{
+        self,
+        limits::{AuthThrottle, Connections},
+        AppState,
+    },
+    hub::Hub,
+    instance::Registry,
+    store::{EventLog, Store},
+};
+
+/// How long shutdown waits for each stage before moving on.
+const STAGE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client may take to send a request's head.
+const REQUEST_HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub struct Application {
+    addr: SocketAddr,
+    server: actix_web::dev::Server,
+    state: web::Data<AppState>,
+    /// Stops sessions and modem actors.
+    shutdown: CancellationToken,
+    /// Stops the writer, after the actors are done appending.
+    writer_stop: CancellationToken,
+    actors: TaskTracker,
+    writer: TaskTracker,
+    admin_key: SecretString,
+    admin_key_generated: bool,
+}
+
+/// Stops a running application from anywhere (signals, tests).
+#[derive(Clone)]
+pub struct AppHandle {
+    shutdown: CancellationToken,
+}
+
+impl AppHandle {
+    pub fn stop(&self) {
+        self.shutdown.cancel();
+    }
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        install_crypto_provider();
+        let settings = Arc::new(settings);
+        let store = Store::connect(
+            settings.database.url.as_ref(),
+            &settings.data_dir,
+            settings.database.max_connections,
+        )
+        .await?;
+        let (admin_key, admin_key_generated) =
+            load_or_create_admin_key(settings.auth.api_key.as_ref(), &settings.data_dir)?;
+        let keys = Arc::new(KeyRing::new(&admin_key));
+        let tokens = Arc::new(Tokens::new(&load_or_create_jwt_secret(
+            settings.auth.jwt_secret.as_ref(),
+            &settings.data_dir,
+        )?));
+        let hub = Hub::new(settings.limits.connection_queue_bytes);
+        hub.start_at(store.head().await.context("while reading the log head")?);
+
+        let shutdown = CancellationToken::new();
+        let writer_stop = CancellationToken::new();
+        let writer = TaskTracker::new();
+        let actors = TaskTracker::new();
+        let log = EventLog::start(store.clone(), hub.clone(), writer_stop.clone(), &writer);
+        let registry = Arc::new(Registry::new(
+            log.clone(),
+            hub.clone(),
+            keys.clone(),
+            settings.modem.clone(),
+            shutdown.clone(),
+            actors.clone(),
+        ));
+        let loaded = registry
+            .load()
+            .await
+            .context("while loading the stored instances")?;
+        registry.ensure(&settings.instances).await?;
+        for (name, horizon) in store.horizons().await.context("while loading retention")? {
+            hub.set_horizon(&name, horizon);
+        }
+        actors.spawn(crate::instance::retention::run(
+            registry.clone(),
+            store.clone(),
+            hub.clone(),
+            settings.retention.clone(),
+            shutdown.clone(),
+        ));
+        tracing::info!(
+            database = store.backend_name(),
+            instances = loaded,
+            "store ready"
+        );
+
+        let webhooks = Arc::new(crate::webhook::Webhooks::new(
+            store.clone(),
+            hub.clone(),
+            shutdown.clone(),
+            actors.clone(),
+        )?);
+        webhooks.load().await.context("while loading webhooks")?;
+
+        let listener = bind(&settings)?;
+        let addr = listener
+            .local_addr()
+            .context("while reading the bound address")?;
+        let state = web::Data::new(AppState {
+            registry,
+            log,
+            hub,
+            keys,
+            tokens,
+            webhooks,
+            connections: Connections::new(
+                settings.limits.max_connections,
+                settings.limits.max_connections_per_credential,
+            ),
+            auth_throttle: Arc::new(AuthThrottle::new(settings.limits.failed_auth_per_minute)),
+            settings: settings.clone(),
+            shutdown: shutdown.clone(),
+            sessions: TaskTracker::new(),
+        });
+        let workers = match settings.http.workers {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
+        // actix-web's HttpServer cannot hand WebSocket upgrades their
+        // socket, so the same service is assembled from its parts with
+        // actix-http's upgrade hook (see http::ws).
+        let make_app = {
+            let state = state.clone();
+            let limits = settings.limits.clone();
+            move || {
+                let limits = limits.clone();
+                App::new()
+                    .app_data(state.clone())
+                    .wrap_fn(|req, srv| {
+                        // Method, path and status only: the query string
+                        // can carry an apikey and must stay out of the logs.
+                        let method = req.method().clone();
+                        let path = req.path().to_owned();
+                        let started = std::time::Instant::now();
+                        let response = srv.call(req);
+                        async move {
+                            let response = response.await?;
+                            tracing::debug!(
+                                %method,
+                                path = %http::truncate(&path, 200),
+                                status = response.status().as_u16(),
+                                elapsed_ms = started.elapsed().as_millis() as u64,
+                                "request"
+                            );
+                            Ok(response)
+                        }
+                    })
+                    .configure(|cfg| http::configure(cfg, &limits))
+            }
+        };
+        let builder = actix_server::Server::build()
+            .workers(workers)
+            .backlog(4096)
+            .disable_signals()
+            .shutdown_timeout(5);
+        // The signal lets idle keep-alive connections close at once on a
+        // graceful stop, as actix-web's HttpServer does. (A macro because the
+        // builder's type differs between plain TCP and TLS.)
+        let stopping = builder.graceful_shutdown_signal();
+        macro_rules! http_service {
+            () => {{
+                let stopping = stopping.clone();
+                HttpService::build()
+                    .client_request_timeout(REQUEST_HEAD_TIMEOUT)
+                    .client_disconnect_timeout(Duration::from_secs(1))
+                    .graceful_shutdown_signal(move || {
+                        let stopping = stopping.clone();
+                        async move { stopping.notified().await }
+                    })
+            }};
+        }
+        let upgrade_state = state.clone();
+        let server = match &settings.http.tls {
+            None => builder.listen("switchboard", listener, move || {
+                http_service!()
+                    .upgrade(http::ws::upgrade(upgrade_state.clone()))
+                    .finish(map_config(make_app(), |_| AppConfig::default()))
+                    .tcp()
+            }),
+            Some(tls) => {
+                let config = tls_config(tls)?;
+                builder.listen("switchboard", listener, move || {
+                    http_service!()
+                        .upgrade(http::ws::upgrade(upgrade_state.clone()))
+                        .finish(map_config(make_app(), |_| AppConfig::default()))
+                        .rustls_0_23(config.clone())
+                })
+            }
+        }
+        .context("while starting the HTTP server")?
+        .run();
+
+        Ok(Application {
+            addr,
+            server,
+            state,
+            shutdown,
+            writer_stop,
+            actors,
+            writer,
+            admin_key,
+            admin_key_generated,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The admin key in use (configured, stored or generated).
+    pub fn admin_key(&self) -> &SecretString {
+        &self.admin_key
+    }
+
+    /// True when the admin key was generated by this start: print it once.
+    pub fn admin_key_generated(&self) -> bool {
+        self.admin_key_generated
+    }
+
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.state.registry
+    }
+
+    pub fn hub(&self) -> &Arc<Hub> {
+        &self.state.hub
+    }
+
+    pub fn log(&self) -> &EventLog {
+        &self.state.log
+    }
+
+    pub fn handle(&self) -> AppHandle {
+        AppHandle {
+            shutdown: self.shutdown.clone(),
+        }
+    }
+
+    /// Serves until stopped, then shuts down in order.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let server_handle = self.server.handle();
+        let server = tokio::spawn(self.server);
+        self.shutdown.cancelled().await;
+        tracing::info!("shutting down");
+
+        // Clients get 1001 and actors stop (the cancel above reached them);
+        // the HTTP server stops accepting and finishes in-flight requests.
+        server_handle.stop(true).await;
+        let _ = server.await;
+        self.state.sessions.close();
+        if tokio::time::timeout(STAGE_TIMEOUT, self.state.sessions.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("some WebSocket sessions did not finish in time");
+        }
+        self.actors.close();
+        if tokio::time::timeout(STAGE_TIMEOUT, self.actors.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("some modem actors did not stop in time");
+        }
+        // The actors are done appending; the writer commits what is queued.
+        self.writer_stop.cancel();
+        self.writer.close();
+        if tokio::time::timeout(STAGE_TIMEOUT, self.writer.wait())
+            .await
+            .is_err()
+        {
+            tracing::error!("the event log writer did not finish in time");
+        }
+        self.state.log.store().close().await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// The server's TLS settings from the PEM files named in `[http.tls]`.
+fn tls_config(tls: &crate::config::TlsSettings) -> anyhow::Result<rustls::ServerConfig> {
+    use rustls_pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer};
+
+    let certs = CertificateDer::pem_file_iter(&tls.cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .with_context(|| format!("while reading the certificate {}", tls.cert.display()))?;
+    if certs.is_empty() {
+        anyhow::bail!("{} holds no certificate", tls.cert.display());
+    }
+    let key = PrivateKeyDer::from_pem_file(&tls.key)
+        .with_context(|| format!("while reading the private key {}", tls.key.display()))?;
+    let config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .context("the TLS certificate and key do not form a valid pair")?;
+    // actix-http adds the ALPN protocols it speaks itself.
+    Ok(config)
+}
+
+/// Makes ring the process's TLS crypto (for HTTPS serving and webhook
+/// delivery). Idempotent: a second call finds it installed.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// Binds the listener ourselves so every accepted socket inherits
+/// TCP_USER_TIMEOUT: a client that stops reading (a zero window for that
+/// long) or vanishes is dropped by the kernel, which frees the buffers the
+/// HTTP layer would otherwise keep for it forever.
+fn bind(settings: &Settings) -> anyhow::Result<std::net::TcpListener> {
+    use socket2::{Domain, Socket, Type};
+
+    let addr: SocketAddr = format!("{}:{}", settings.http.address, settings.http.port)
+        .parse()
+        .or_else(|_| {
+            std::net::ToSocketAddrs::to_socket_addrs(&(
+                settings.http.address.as_str(),
+                settings.http.port,
+            ))
+            .ok()
+            .and_then(|mut addrs| addrs.next())
+            .ok_or(())
+        })
+        .map_err(|()| {
+            anyhow::anyhow!(
+                "http.address '{}' is not an address this machine can bind",
+                settings.http.address
+            )
+        })?;
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)
+        .context("while creating the listening socket")?;
+    socket
+        .set_reuse_address(true)
+        .context("while setting SO_REUSEADDR")?;
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    socket
+        .set_tcp_user_timeout(Some(Duration::from_secs(
+            settings.http.client_timeout_secs.max(1),
+        )))
+        .context("while setting TCP_USER_TIMEOUT")?;
+    socket
+        .bind(&addr.into())
+        .with_context(|| format!("while binding {addr} (is another server using the port?)"))?;
+    socket.listen(4096).context("while listening")?;
+    socket
+        .set_nonblocking(true)
+        .context("while making the listener non-blocking")?;
+    Ok(socket.into())
+}

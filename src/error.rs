@@ -1,0 +1,142 @@
+//! The one error type of the HTTP boundary.
+//!
+//! Every handler returns [`ApiError`]; this is the only place that decides
+//! status codes and the `{"error": {"code", "message"}}` body. A client's
+//! mistake is always a 4xx with a message that says what to fix; a server
+//! fault is logged with its cause and answered without it.
+
+use actix_web::{http::StatusCode, HttpResponse, ResponseError};
+use serde::Serialize;
+
+use crate::{instance::registry::RegistryError, store::StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("missing or invalid credentials: send the key as the 'apikey' header or 'Authorization: Bearer <key>'")]
+    Unauthorized,
+    #[error("the token has expired; get a new one from POST /auth/token and resume with since")]
+    TokenExpired,
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    MethodNotAllowed(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    #[error("{0}")]
+    CursorExpired(String),
+    #[error("{0}")]
+    RateLimited(String),
+    #[error("{0}")]
+    ConnectionLimit(String),
+    #[error("the database is unavailable; try again shortly")]
+    Unavailable(String),
+    #[error("internal error")]
+    Internal(#[from] anyhow::Error),
+}
+
+impl ApiError {
+    /// The stable machine-readable code clients switch on.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::BadRequest(_) => "BAD_REQUEST",
+            ApiError::Unauthorized => "AUTH_FAILED",
+            ApiError::TokenExpired => "TOKEN_EXPIRED",
+            ApiError::Forbidden(_) => "PERMISSION_DENIED",
+            ApiError::NotFound(_) => "NOT_FOUND",
+            ApiError::MethodNotAllowed(_) => "METHOD_NOT_ALLOWED",
+            ApiError::Conflict(_) => "CONFLICT",
+            ApiError::PayloadTooLarge(_) => "PAYLOAD_TOO_LARGE",
+            ApiError::CursorExpired(_) => "CURSOR_EXPIRED",
+            ApiError::RateLimited(_) => "RATE_LIMITED",
+            ApiError::ConnectionLimit(_) => "CONNECTION_LIMIT",
+            ApiError::Unavailable(_) => "SERVICE_UNAVAILABLE",
+            ApiError::Internal(_) => "INTERNAL_ERROR",
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    error: Detail<'a>,
+}
+
+#[derive(Serialize)]
+struct Detail<'a> {
+    code: &'a str,
+    message: String,
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized | ApiError::TokenExpired => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::CursorExpired(_) => StatusCode::GONE,
+            ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::ConnectionLimit(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        match self {
+            ApiError::Internal(cause) => tracing::error!(error = ?cause, "request failed"),
+            ApiError::Unavailable(cause) => {
+                tracing::warn!(%cause, "request failed: database unavailable")
+            }
+            _ => {}
+        }
+        let mut response = HttpResponse::build(self.status_code());
+        match self {
+            ApiError::Unavailable(_) | ApiError::ConnectionLimit(_) => {
+                response.insert_header(("Retry-After", "2"));
+            }
+            ApiError::RateLimited(_) => {
+                response.insert_header(("Retry-After", "60"));
+            }
+            _ => {}
+        }
+        response.json(Body {
+            error: Detail {
+                code: self.code(),
+                message: self.to_string(),
+            },
+        })
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::Conflict(msg) => ApiError::Conflict(msg),
+            StoreError::NotFound(msg) => ApiError::NotFound(msg),
+            StoreError::Unavailable(cause) => ApiError::Unavailable(cause),
+            StoreError::Closed => ApiError::Unavailable("the server is shutting down".into()),
+        }
+    }
+}
+
+impl From<RegistryError> for ApiError {
+    fn from(err: RegistryError) -> Self {
+        match err {
+            RegistryError::NotFound(name) => {
+                ApiError::NotFound(format!("instance '{name}' not found"))
+            }
+            RegistryError::Conflict(msg) => ApiError::Conflict(msg),
+            RegistryError::Invalid(msg) => ApiError::BadRequest(msg),
+            RegistryError::Store(err) => err.into(),
+        }
+    }
+}

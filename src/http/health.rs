@@ -1,0 +1,122 @@
+//! Liveness, readiness and Prometheus metrics.
+
+use std::{fmt::Write, sync::atomic::Ordering};
+
+use actix_web::{web, HttpResponse};
+use serde_json::json;
+
+use super::AppState;
+
+/// Liveness: the process answers.
+pub async fn health() -> HttpResponse {
+    HttpResponse::Ok().json(json!({ "status": "ok" }))
+}
+
+/// Readiness: the database answers and the server is not shutting down.
+pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
+    let backend = state.log.store().backend_name();
+    if state.shutdown.is_cancelled() {
+        return HttpResponse::ServiceUnavailable()
+            .json(json!({ "status": "shutting_down", "database": backend }));
+    }
+    match state.log.store().ping().await {
+        Ok(()) => HttpResponse::Ok().json(json!({ "status": "ready", "database": backend })),
+        Err(err) => {
+            tracing::warn!(error = %err, "readiness check failed");
+            HttpResponse::ServiceUnavailable()
+                .insert_header(("Retry-After", "2"))
+                .json(json!({ "status": "database_unavailable", "database": backend }))
+        }
+    }
+}
+
+/// Prometheus text exposition. The numbers already live in atomics next to
+/// the code they describe; writing the dozen lines of text format by hand
+/// costs less than a metrics registry and its locking on the hot path.
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    let log = state.log.stats();
+    let hub = state.hub.stats();
+    let mut out = String::with_capacity(1024);
+    let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+        );
+    };
+    metric(
+        "switchboard_events_committed_total",
+        "counter",
+        "Events committed to the log.",
+        log.events.load(Ordering::Relaxed),
+    );
+    metric(
+        "switchboard_log_batches_total",
+        "counter",
+        "Transactions the log writer committed.",
+        log.batches.load(Ordering::Relaxed),
+    );
+    metric(
+        "switchboard_log_batch_largest",
+        "gauge",
+        "Most events committed in one transaction.",
+        log.largest_batch.load(Ordering::Relaxed),
+    );
+    metric(
+        "switchboard_log_failed_batches_total",
+        "counter",
+        "Transactions that failed to commit.",
+        log.failed_batches.load(Ordering::Relaxed),
+    );
+    metric(
+        "switchboard_connections",
+        "gauge",
+        "Open WebSocket and SSE connections.",
+        hub.connections.load(Ordering::Relaxed) as u64,
+    );
+    metric(
+        "switchboard_queued_bytes",
+        "gauge",
+        "Bytes of events queued for connections.",
+        hub.queued_bytes.load(Ordering::Relaxed) as u64,
+    );
+    metric(
+        "switchboard_frames_delivered_total",
+        "counter",
+        "Event frames handed to connections.",
+        hub.delivered_frames.load(Ordering::Relaxed),
+    );
+    metric(
+        "switchboard_lagging_connections_total",
+        "counter",
+        "Times a connection fell behind its queue limit.",
+        hub.lagged_connections.load(Ordering::Relaxed),
+    );
+    let webhooks = state.webhooks.stats();
+    metric(
+        "switchboard_webhook_deliveries_total",
+        "counter",
+        "Events delivered to webhooks.",
+        webhooks.delivered.load(Ordering::Relaxed),
+    );
+    metric(
+        "switchboard_webhook_failures_total",
+        "counter",
+        "Webhook delivery attempts that failed (each is retried).",
+        webhooks.failed_attempts.load(Ordering::Relaxed),
+    );
+    metric(
+        "switchboard_webhook_backlog",
+        "gauge",
+        "Events not yet delivered to webhooks, counted by id.",
+        state.webhooks.backlog(),
+    );
+    metric(
+        "switchboard_instances",
+        "gauge",
+        "Instances on this node.",
+        state.registry.list().len() as u64,
+    );
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(out)
+}

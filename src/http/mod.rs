@@ -1,0 +1,274 @@
+//! The HTTP surface: the Evolution-style admin API, the event log reader,
+//! health and metrics, and the WebSocket endpoint.
+//!
+//! Credentials are checked by the [`Caller`] extractor; bad JSON, bad query
+//! strings, unknown routes and wrong methods all answer with the JSON error
+//! body of [`crate::error`], never actix's plain-text defaults.
+
+mod call;
+mod events;
+mod group;
+mod health;
+mod instance;
+pub mod limits;
+mod message;
+pub mod realtime;
+mod sse;
+mod token;
+mod webhook;
+pub mod ws;
+
+use std::{future::Future, pin::Pin, sync::Arc};
+
+use actix_web::{
+    dev::Payload,
+    error::{JsonPayloadError, PathError, QueryPayloadError},
+    web, FromRequest, HttpRequest, HttpResponse,
+};
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+use crate::{
+    auth::{
+        token::{looks_like_token, TokenError, Tokens},
+        KeyRing, Scope,
+    },
+    config::Settings,
+    error::ApiError,
+    hub::Hub,
+    instance::{InstanceName, Registry},
+    store::EventLog,
+};
+
+/// What every handler can reach.
+pub struct AppState {
+    pub registry: Arc<Registry>,
+    pub log: EventLog,
+    pub hub: Arc<Hub>,
+    pub keys: Arc<KeyRing>,
+    pub tokens: Arc<Tokens>,
+    pub connections: Arc<limits::Connections>,
+    pub auth_throttle: Arc<limits::AuthThrottle>,
+    pub webhooks: Arc<crate::webhook::Webhooks>,
+    pub settings: Arc<Settings>,
+    /// Fires when the server shuts down; sessions close with 1001.
+    pub shutdown: CancellationToken,
+    /// Tracks WebSocket sessions so shutdown can wait for them.
+    pub sessions: TaskTracker,
+}
+
+/// Registers every route.
+pub fn configure(cfg: &mut web::ServiceConfig, limits: &crate::config::Limits) {
+    cfg.app_data(
+        web::JsonConfig::default()
+            .limit(limits.max_body_bytes)
+            .content_type_required(false)
+            .error_handler(json_error),
+    )
+    .app_data(web::QueryConfig::default().error_handler(query_error))
+    .app_data(web::PathConfig::default().error_handler(path_error))
+    .app_data(web::PayloadConfig::default().limit(limits.max_body_bytes))
+    // WebSocket upgrades on these paths never reach the router (see `ws`):
+    // what arrives here are plain requests.
+    .service(resource("/").route(web::get().to(ws::root)))
+    .service(resource("/ws").route(web::get().to(ws::not_an_upgrade)))
+    .service(resource("/ws/{instance}").route(web::get().to(ws::not_an_upgrade)))
+    .service(resource("/health").route(web::get().to(health::health)))
+    .service(resource("/ready").route(web::get().to(health::ready)))
+    .service(resource("/metrics").route(web::get().to(health::metrics)))
+    .service(resource("/events").route(web::get().to(events::read)))
+    .service(
+        resource("/events/stream")
+            .route(web::get().to(sse::stream))
+            .route(web::method(actix_web::http::Method::OPTIONS).to(sse::preflight)),
+    )
+    .service(resource("/auth/token").route(web::post().to(token::mint)))
+    .service(resource("/instance/create").route(web::post().to(instance::create)))
+    .service(resource("/instance/fetchInstances").route(web::get().to(instance::fetch)))
+    .service(resource("/instance/connect/{instance}").route(web::get().to(instance::connect)))
+    .service(
+        resource("/instance/connectionState/{instance}")
+            .route(web::get().to(instance::connection_state)),
+    )
+    .service(
+        resource("/instance/restart/{instance}")
+            .route(web::post().to(instance::restart))
+            .route(web::put().to(instance::restart)),
+    )
+    .service(resource("/instance/logout/{instance}").route(web::delete().to(instance::logout)))
+    .service(resource("/instance/delete/{instance}").route(web::delete().to(instance::delete)))
+    .service(
+        resource("/instance/setPresence/{instance}").route(web::post().to(instance::set_presence)),
+    )
+    .service(resource("/message/sendText/{instance}").route(web::post().to(message::send_text)))
+    .service(resource("/call/reject/{instance}").route(web::post().to(call::reject)))
+    .service(resource("/group/create/{instance}").route(web::post().to(group::create)))
+    .service(
+        resource("/group/updateParticipant/{instance}")
+            .route(web::post().to(group::update_participant))
+            .route(web::put().to(group::update_participant)),
+    )
+    .service(resource("/group/fetchAllGroups/{instance}").route(web::get().to(group::fetch_all)))
+    .service(resource("/websocket/set/{instance}").route(web::post().to(instance::websocket_set)))
+    .service(resource("/websocket/find/{instance}").route(web::get().to(instance::websocket_find)))
+    .service(resource("/webhook/set/{instance}").route(web::post().to(webhook::set)))
+    .service(resource("/webhook/find/{instance}").route(web::get().to(webhook::find)))
+    .service(resource("/retention/set/{instance}").route(web::post().to(instance::retention_set)))
+    .service(resource("/retention/find/{instance}").route(web::get().to(instance::retention_find)))
+    .default_service(web::to(not_found));
+}
+
+/// A resource whose wrong methods answer 405 in our JSON format.
+fn resource(path: &str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(method_not_allowed))
+}
+
+async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::NotFound(format!(
+        "no route {} {}",
+        req.method(),
+        truncate(req.path(), 200)
+    )))
+}
+
+async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::MethodNotAllowed(format!(
+        "{} is not allowed on {}",
+        req.method(),
+        truncate(req.path(), 200)
+    )))
+}
+
+fn json_error(err: JsonPayloadError, _req: &HttpRequest) -> actix_web::Error {
+    match err {
+        JsonPayloadError::Overflow { limit }
+        | JsonPayloadError::OverflowKnownLength { limit, .. } => {
+            ApiError::PayloadTooLarge(format!("the request body is larger than {limit} bytes"))
+        }
+        JsonPayloadError::Deserialize(err) => {
+            ApiError::BadRequest(format!("the request body is not valid: {err}"))
+        }
+        JsonPayloadError::Serialize(_) => {
+            ApiError::BadRequest("the request body is not valid".into())
+        }
+        other => ApiError::BadRequest(format!("the request body could not be read: {other}")),
+    }
+    .into()
+}
+
+fn query_error(err: QueryPayloadError, _req: &HttpRequest) -> actix_web::Error {
+    ApiError::BadRequest(format!("the query string is not valid: {err}")).into()
+}
+
+fn path_error(err: PathError, _req: &HttpRequest) -> actix_web::Error {
+    ApiError::BadRequest(format!("the path is not valid: {err}")).into()
+}
+
+/// Cuts client-supplied text that is echoed in an error, by characters.
+pub(crate) fn truncate(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        s.to_owned()
+    } else {
+        let cut: String = s.chars().take(max).collect();
+        format!("{cut}…")
+    }
+}
+
+/// The key presented with a request: the `apikey` header or
+/// `Authorization: Bearer`, and, where `query` allows (WebSocket and SSE,
+/// whose browser clients cannot set headers), `?apikey=`.
+pub(crate) fn presented_key<'a>(
+    headers: &'a actix_web::http::header::HeaderMap,
+    query_key: Option<&'a str>,
+) -> Option<&'a str> {
+    if let Some(key) = headers.get("apikey").and_then(|v| v.to_str().ok()) {
+        return Some(key.trim());
+    }
+    if let Some(auth) = headers
+        .get(actix_web::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
+        let auth = auth.trim();
+        if auth.len() > 7 && auth[..7].eq_ignore_ascii_case("bearer ") {
+            return Some(auth[7..].trim());
+        }
+    }
+    query_key.map(str::trim)
+}
+
+/// Resolves a presented credential (or its absence) to a scope, with the
+/// failed-authentication limit per address. Tokens are accepted only where
+/// `tokens` says so (streams and reading the log).
+pub(crate) fn authenticate(
+    state: &AppState,
+    ip: Option<std::net::IpAddr>,
+    credential: Option<&str>,
+    tokens: bool,
+) -> Result<Scope, ApiError> {
+    if let Some(ip) = ip {
+        state.auth_throttle.check(ip)?;
+    }
+    let result = match credential.map(str::trim).filter(|c| !c.is_empty()) {
+        Some(token) if tokens && looks_like_token(token) => match state.tokens.verify(token) {
+            Ok(grant) => Ok(Scope::Token(grant)),
+            Err(TokenError::Expired) => Err(ApiError::TokenExpired),
+            Err(TokenError::Invalid(_)) => Err(ApiError::Unauthorized),
+        },
+        Some(key) => state.keys.authenticate(key).ok_or(ApiError::Unauthorized),
+        None if !state.settings.http.require_authentication => Ok(Scope::Admin),
+        None => Err(ApiError::Unauthorized),
+    };
+    if let (Err(ApiError::Unauthorized), Some(ip), Some(_)) = (&result, ip, credential) {
+        state.auth_throttle.failed(ip);
+    }
+    result
+}
+
+/// The authenticated caller of a REST route.
+pub struct Caller(pub Scope);
+
+impl FromRequest for Caller {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let result = match req.app_data::<web::Data<AppState>>() {
+            Some(state) => authenticate(
+                state,
+                req.peer_addr().map(|a| a.ip()),
+                presented_key(req.headers(), None),
+                false,
+            )
+            .map(Caller),
+            None => Err(ApiError::Internal(anyhow::anyhow!("app state missing"))),
+        };
+        Box::pin(async move { result })
+    }
+}
+
+impl Caller {
+    /// Requires the admin key.
+    pub fn admin(&self) -> Result<(), ApiError> {
+        if self.0.is_admin() {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(
+                "this route needs the admin key; an instance key only manages its own instance"
+                    .into(),
+            ))
+        }
+    }
+
+    /// Parses the instance in a path and checks the caller may act on it.
+    /// The scope is checked before existence, so an instance key cannot
+    /// probe which other instances exist.
+    pub fn instance(&self, raw: &str) -> Result<InstanceName, ApiError> {
+        let name = InstanceName::parse(raw).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        if self.0.can_see(&name) {
+            Ok(name)
+        } else {
+            Err(ApiError::Forbidden(format!(
+                "this key may not act on instance '{name}'"
+            )))
+        }
+    }
+}

@@ -1,0 +1,147 @@
+//! `POST /auth/token`: minting scoped tokens for stream clients.
+//!
+//! The admin key may grant any instances (or all of them); an instance key
+//! only its own. A token never grants more than the key that minted it.
+
+use std::collections::HashSet;
+
+use actix_web::{web, HttpResponse};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{AppState, Caller};
+use crate::{
+    auth::{token::Grant, Scope},
+    error::ApiError,
+    event::{format_timestamp, TopicSet},
+    instance::InstanceName,
+};
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub enum InstancesField {
+    /// `"*"` for every instance (admin key only).
+    All(String),
+    List(Vec<String>),
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MintBody {
+    #[serde(default)]
+    instances: Option<InstancesField>,
+    #[serde(default)]
+    events: Option<Vec<String>>,
+    #[serde(default, alias = "ttl_secs")]
+    ttl_secs: Option<u64>,
+    #[serde(default)]
+    subject: Option<String>,
+}
+
+pub async fn mint(
+    caller: Caller,
+    state: web::Data<AppState>,
+    body: Option<web::Json<MintBody>>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.map(web::Json::into_inner).unwrap_or(MintBody {
+        instances: None,
+        events: None,
+        ttl_secs: None,
+        subject: None,
+    });
+    let instances: Option<HashSet<InstanceName>> = match (&caller.0, body.instances) {
+        (Scope::Admin, None) => None,
+        (_, Some(InstancesField::All(star))) if star == "*" => {
+            if !caller.0.is_admin() {
+                return Err(ApiError::Forbidden(
+                    "only the admin key can grant every instance".into(),
+                ));
+            }
+            None
+        }
+        (_, Some(InstancesField::All(other))) => {
+            return Err(ApiError::BadRequest(format!(
+                "'instances' is a list of names or \"*\", not '{}'",
+                super::truncate(&other, 40)
+            )))
+        }
+        (scope, Some(InstancesField::List(names))) => {
+            let names = names
+                .iter()
+                .map(|n| InstanceName::parse(n))
+                .collect::<Result<HashSet<_>, _>>()
+                .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+            if names.is_empty() {
+                return Err(ApiError::BadRequest("'instances' must not be empty".into()));
+            }
+            if let Some(other) = names.iter().find(|n| !scope.can_see(n)) {
+                return Err(ApiError::Forbidden(format!(
+                    "this key may not grant instance '{other}'"
+                )));
+            }
+            Some(names)
+        }
+        (scope, None) => scope.instances(),
+    };
+    let allowed = if instances.is_none() {
+        caller.0.allowed_topics()
+    } else {
+        caller
+            .0
+            .allowed_topics()
+            .intersect(TopicSet::all_instance_topics())
+    };
+    let topics = match &body.events {
+        None => allowed,
+        Some(names) => {
+            let topics = TopicSet::parse_list(names.iter().map(String::as_str))
+                .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+            if topics.is_empty() {
+                return Err(ApiError::BadRequest("'events' must not be empty".into()));
+            }
+            topics.intersect(allowed)
+        }
+    };
+    let auth = &state.settings.auth;
+    let ttl = body.ttl_secs.unwrap_or(auth.token_default_ttl_secs);
+    if ttl == 0 || ttl > auth.token_max_ttl_secs {
+        return Err(ApiError::BadRequest(format!(
+            "'ttlSecs' must be between 1 and {}",
+            auth.token_max_ttl_secs
+        )));
+    }
+    let subject = body.subject.unwrap_or_else(|| caller.0.describe());
+    if subject.is_empty() || subject.chars().count() > 128 || subject.chars().any(char::is_control)
+    {
+        return Err(ApiError::BadRequest(
+            "'subject' must be 1 to 128 printable characters".into(),
+        ));
+    }
+    let expires_at = chrono::Utc::now() + chrono::Duration::seconds(ttl as i64);
+    let grant = Grant {
+        subject,
+        instances,
+        topics,
+        expires_at,
+    };
+    let token = state
+        .tokens
+        .mint(&grant)
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("minting a token failed: {e}")))?;
+    let instances = match &grant.instances {
+        None => json!("*"),
+        Some(names) => {
+            let mut names: Vec<&str> = names.iter().map(|n| n.as_str()).collect();
+            names.sort_unstable();
+            json!(names)
+        }
+    };
+    Ok(HttpResponse::Created().json(json!({
+        "token": token,
+        "expiresAt": format_timestamp(expires_at),
+        "expiresIn": ttl,
+        "subject": grant.subject,
+        "instances": instances,
+        "events": grant.topics.names(),
+    })))
+}

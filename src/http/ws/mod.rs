@@ -1,0 +1,235 @@
+//! The WebSocket endpoint: `/ws`, `/ws/{instance}`, and an upgrade on `/`.
+//!
+//! WebSocket handshakes do not go through the actix-web handlers: the HTTP
+//! layer hands every upgrade request, with its socket, to [`upgrade`]. That
+//! checks the request, answers `101 Switching Protocols` and gives the socket
+//! to a [`session::Session`] that owns it from then on; frames are decoded
+//! and encoded with actix-http's WebSocket codec.
+//!
+//! Why not actix-ws: there every frame travels through a channel into the
+//! HTTP layer's response body, which keeps two 8 KiB buffers per connection
+//! for its whole life (twice our memory budget for an idle connection),
+//! copies each frame twice, and can never drop a client that stopped
+//! reading, because the body is not polled while its write buffer is full.
+//! A session that owns its socket writes everything queued in one write,
+//! holds buffers only while it has data, and cuts a stuck client off.
+//!
+//! A connection is admitted (credentials, filters, limits: see
+//! [`super::realtime`]) right after the handshake, so a refusal can be
+//! explained with an error frame before the close code.
+//!
+//! # Close codes
+//!
+//! | code | meaning | should the client reconnect? |
+//! | --- | --- | --- |
+//! | 1000 | normal closure (the client asked) | if it wants |
+//! | 1001 | server shutting down | yes, with `since=<last id>` |
+//! | 1002 | the client broke the WebSocket protocol | after fixing the client |
+//! | 1007 | a text frame was not UTF-8 | after fixing the client |
+//! | 1008 | policy: `AUTH_FAILED`, `PERMISSION_DENIED`, `NOT_FOUND`, `BAD_REQUEST` | only after fixing the request |
+//! | 1009 | a client frame was larger than `limits.max_message_size` | yes, without that frame |
+//! | 1011 | server error | yes, with backoff and `since` |
+//! | 1013 | `CONNECTION_LIMIT` | yes, with backoff |
+//! | 4001 | heartbeat timeout: nothing heard for `client_timeout_secs` | yes, with `since` |
+//! | 4010 | `TOKEN_EXPIRED` | after getting a new token, with `since` |
+//! | 4011 | `CURSOR_EXPIRED`: `since` is older than the retained log | after resynchronizing, without `since` |
+//! | 4029 | `RATE_LIMITED`: too many failed authentications or messages | after a pause |
+//!
+//! A client that falls behind is not closed: it is caught up from the log
+//! at its own pace (see [`crate::hub::feed`]).
+
+mod session;
+
+use std::time::Duration;
+
+use actix_codec::Framed;
+use actix_http::{h1, ws::Codec, Request};
+use actix_service::{fn_service, ServiceFactory};
+use actix_web::{http::StatusCode, web, HttpRequest, HttpResponse, ResponseError};
+use bytes::BytesMut;
+use serde_json::json;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+
+use super::{
+    realtime::{admit, check_origin},
+    AppState,
+};
+use crate::{error::ApiError, hub::feed::Feed};
+use session::Session;
+
+pub use session::{CLOSE_CURSOR_EXPIRED, CLOSE_HEARTBEAT, CLOSE_RATE_LIMITED, CLOSE_TOKEN_EXPIRED};
+
+/// How long a handshake answer or a refusal may take to get out.
+const HANDSHAKE_GRACE: Duration = Duration::from_secs(5);
+
+/// `GET /` without an upgrade: a pointer to the API.
+pub async fn root() -> HttpResponse {
+    HttpResponse::Ok().json(json!({
+        "name": "switchboard",
+        "version": env!("CARGO_PKG_VERSION"),
+        "websocket": "/ws",
+        "sse": "/events/stream",
+        "events": "/events",
+        "health": "/health",
+    }))
+}
+
+/// `GET /ws` without an upgrade (upgrades never reach the handlers).
+pub async fn not_an_upgrade(_req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::BadRequest(
+        "this endpoint speaks WebSocket: send an Upgrade request".into(),
+    ))
+}
+
+/// The service the HTTP layer gives upgrade requests to, with their socket.
+pub fn upgrade<T>(
+    state: web::Data<AppState>,
+) -> impl ServiceFactory<
+    (Request, Framed<T, h1::Codec>),
+    Config = (),
+    Response = (),
+    Error = actix_web::Error,
+    InitError = (),
+>
+where
+    T: AsyncRead + AsyncWrite + Unpin + 'static,
+{
+    fn_service(move |(req, framed): (Request, Framed<T, h1::Codec>)| {
+        let state = state.clone();
+        async move {
+            accept(state, req, framed).await;
+            Ok::<(), actix_web::Error>(())
+        }
+    })
+}
+
+/// Which instance a WebSocket path names: `Ok(None)` for `/` and `/ws`.
+fn route(path: &str) -> Result<Option<String>, ApiError> {
+    match path.trim_end_matches('/') {
+        "" | "/ws" => Ok(None),
+        other => match other.strip_prefix("/ws/") {
+            Some(instance) if !instance.contains('/') => Ok(Some(instance.to_owned())),
+            _ => Err(ApiError::NotFound(format!(
+                "no WebSocket endpoint at {}",
+                super::truncate(path, 200)
+            ))),
+        },
+    }
+}
+
+async fn accept<T>(state: web::Data<AppState>, req: Request, framed: Framed<T, h1::Codec>)
+where
+    T: AsyncRead + AsyncWrite + Unpin + 'static,
+{
+    let head = req.head();
+    let peer = req.peer_addr().map(|a| a.ip());
+    let parts = framed.into_parts();
+    let mut io = parts.io;
+    // Bytes the client sent right after its request (a first frame, say),
+    // in a buffer of their size: the HTTP layer's is 8 KiB.
+    let early = if parts.read_buf.is_empty() {
+        BytesMut::new()
+    } else {
+        BytesMut::from(&parts.read_buf[..])
+    };
+    drop(parts.read_buf);
+    drop(parts.write_buf);
+
+    let checked = route(head.uri.path()).and_then(|path_instance| {
+        if !state.settings.http.websocket_enabled {
+            return Err(ApiError::NotFound(
+                "WebSocket is disabled on this server".into(),
+            ));
+        }
+        if head.method != actix_web::http::Method::GET {
+            return Err(ApiError::MethodNotAllowed(
+                "a WebSocket upgrade is a GET request".into(),
+            ));
+        }
+        actix_http::ws::verify_handshake(head)
+            .map_err(|e| ApiError::BadRequest(format!("not a valid WebSocket handshake: {e}")))?;
+        check_origin(head, &state.settings.http.allowed_origins)?;
+        Ok(path_instance)
+    });
+    let path_instance = match checked {
+        Ok(path_instance) => path_instance,
+        Err(err) => {
+            let _ = tokio::time::timeout(HANDSHAKE_GRACE, http_error(&mut io, &err)).await;
+            return;
+        }
+    };
+    let Some(key) = head.headers.get(actix_web::http::header::SEC_WEBSOCKET_KEY) else {
+        return;
+    };
+    let accept_key = actix_http::ws::hash_key(key.as_bytes());
+    let response = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\n\
+         sec-websocket-accept: {}\r\n\r\n",
+        String::from_utf8_lossy(&accept_key)
+    );
+    let sent = tokio::time::timeout(HANDSHAKE_GRACE, io.write_all(response.as_bytes())).await;
+    if !matches!(sent, Ok(Ok(()))) {
+        return;
+    }
+
+    let codec = Codec::new().max_size(state.settings.limits.max_message_size);
+    let sessions = state.sessions.clone();
+    match admit(head, peer, &state, path_instance, None) {
+        Ok(admission) => {
+            let subscription = state.hub.subscribe(admission.filter);
+            let feed = Feed::new(subscription, state.log.store().clone(), admission.start);
+            tracing::debug!(scope = %admission.scope.describe(), start = ?admission.start, "websocket connected");
+            let session = Session::new(
+                io,
+                codec,
+                early,
+                admission.scope,
+                feed,
+                state.clone(),
+                peer,
+                admission.slot,
+            );
+            actix_rt::spawn(sessions.track_future(session.run()));
+        }
+        Err(err) => {
+            tracing::debug!(code = err.code(), "websocket refused");
+            actix_rt::spawn(sessions.track_future(session::refuse(io, codec, err)));
+        }
+    }
+}
+
+/// Answers a handshake that cannot become a WebSocket with the same JSON
+/// error the REST API gives, then closes.
+async fn http_error<T: AsyncWrite + Unpin>(io: &mut T, err: &ApiError) -> std::io::Result<()> {
+    let status: StatusCode = err.status_code();
+    let body = json!({ "error": { "code": err.code(), "message": err.to_string() } }).to_string();
+    let mut out = BytesMut::with_capacity(160 + body.len());
+    out.extend_from_slice(
+        format!(
+            "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
+             connection: close\r\n\r\n",
+            status.as_u16(),
+            status.canonical_reason().unwrap_or(""),
+            body.len()
+        )
+        .as_bytes(),
+    );
+    out.extend_from_slice(body.as_bytes());
+    io.write_all(&out).await?;
+    io.shutdown().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::route;
+
+    #[test]
+    fn websocket_paths_name_their_instance() {
+        assert_eq!(route("/").expect("root"), None);
+        assert_eq!(route("/ws").expect("ws"), None);
+        assert_eq!(route("/ws/").expect("ws/"), None);
+        assert_eq!(route("/ws/alpha").expect("one").as_deref(), Some("alpha"));
+        assert!(route("/ws/a/b").is_err());
+        assert!(route("/events").is_err());
+    }
+}

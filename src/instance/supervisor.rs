@@ -1,0 +1,354 @@
+//! The supervisor: one task per instance that owns the modem actor.
+//!
+//! It starts the driver when the instance is enabled, restarts it with
+//! exponential backoff when it fails (or panics), stops it on logout, and
+//! reports every change of state as a `connection` event. Lifecycle requests
+//! arrive on a bounded mailbox and are handled one at a time, so a restart
+//! and a logout can never interleave.
+
+use std::{sync::Arc, time::Duration};
+
+use tokio::{
+    sync::{mpsc, oneshot, watch, Notify},
+    task::JoinHandle,
+    time::Instant,
+};
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    config::ModemSettings,
+    event::data::{ConnectionData, ConnectionInfo, ConnectionState, Payload},
+    instance::InstanceName,
+    modem::{self, ActorContext, Command, DriverConfig, DriverError},
+    store::{EventLog, Job},
+};
+
+/// Lifecycle requests waiting for the supervisor.
+const MAILBOX: usize = 16;
+/// Commands waiting for the driver.
+const COMMANDS: usize = 64;
+/// A driver that ran this long before failing was healthy: its next restart
+/// starts the backoff from the beginning again.
+const STABLE_AFTER: Duration = Duration::from_secs(30);
+/// How long a driver gets to stop before it is aborted.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+enum Control {
+    Connect(oneshot::Sender<()>),
+    Logout(oneshot::Sender<()>),
+    Restart(oneshot::Sender<()>),
+    Stop(oneshot::Sender<()>),
+}
+
+/// The registry's handle on a supervisor. Cheap to clone.
+#[derive(Clone)]
+pub struct Supervisor {
+    mailbox: mpsc::Sender<Control>,
+    state: watch::Receiver<ConnectionState>,
+    outbox_ready: Arc<Notify>,
+    commands: Arc<parking_lot::Mutex<Option<mpsc::Sender<Command>>>>,
+    /// What the modem said its own number is (`AT+CNUM`), if it did.
+    number: Arc<parking_lot::Mutex<Option<String>>>,
+}
+
+/// The supervisor has stopped (the instance is being deleted or the server
+/// is shutting down).
+#[derive(Debug, thiserror::Error)]
+#[error("the instance is shutting down")]
+pub struct Gone;
+
+impl Supervisor {
+    pub fn spawn(
+        name: InstanceName,
+        driver: DriverConfig,
+        enabled: bool,
+        log: EventLog,
+        settings: ModemSettings,
+        shutdown: CancellationToken,
+        tracker: &tokio_util::task::TaskTracker,
+    ) -> Supervisor {
+        let (mailbox, inbox) = mpsc::channel(MAILBOX);
+        let (state_tx, state) = watch::channel(ConnectionState::Disconnected);
+        let outbox_ready = Arc::new(Notify::new());
+        let commands = Arc::new(parking_lot::Mutex::new(None));
+        let number = Arc::new(parking_lot::Mutex::new(None));
+        let task = Task {
+            name,
+            driver,
+            enabled,
+            log,
+            settings,
+            inbox,
+            state: state_tx,
+            outbox_ready: outbox_ready.clone(),
+            commands: commands.clone(),
+            number: number.clone(),
+            running: None,
+            retry_at: None,
+            backoff: Duration::ZERO,
+        };
+        tracker.spawn(task.run(shutdown));
+        Supervisor {
+            mailbox,
+            state,
+            outbox_ready,
+            commands,
+            number,
+        }
+    }
+
+    /// The number the modem reported for itself, if any.
+    pub fn reported_number(&self) -> Option<String> {
+        self.number.lock().clone()
+    }
+
+    pub fn state(&self) -> ConnectionState {
+        *self.state.borrow()
+    }
+
+    /// Waits until the state satisfies `pred` or `timeout` passes.
+    pub async fn wait_for(
+        &self,
+        timeout: Duration,
+        pred: impl Fn(ConnectionState) -> bool,
+    ) -> bool {
+        let mut state = self.state.clone();
+        tokio::time::timeout(timeout, state.wait_for(|s| pred(*s)))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    /// Tells the driver new messages are waiting. Never lost: `Notify` keeps
+    /// a permit if the driver is busy, and a driver drains the whole outbox
+    /// when it starts.
+    pub fn outbox_ready(&self) {
+        self.outbox_ready.notify_one();
+    }
+
+    /// Sends a command to the running driver; `false` if none is running or
+    /// its mailbox is full.
+    pub fn command(&self, command: Command) -> bool {
+        self.commands
+            .lock()
+            .as_ref()
+            .is_some_and(|tx| tx.try_send(command).is_ok())
+    }
+
+    pub async fn connect(&self) -> Result<(), Gone> {
+        self.request(Control::Connect).await
+    }
+
+    pub async fn logout(&self) -> Result<(), Gone> {
+        self.request(Control::Logout).await
+    }
+
+    pub async fn restart(&self) -> Result<(), Gone> {
+        self.request(Control::Restart).await
+    }
+
+    /// Stops the driver and the supervisor itself.
+    pub async fn stop(&self) -> Result<(), Gone> {
+        self.request(Control::Stop).await
+    }
+
+    async fn request(&self, make: fn(oneshot::Sender<()>) -> Control) -> Result<(), Gone> {
+        let (tx, rx) = oneshot::channel();
+        self.mailbox.send(make(tx)).await.map_err(|_| Gone)?;
+        rx.await.map_err(|_| Gone)
+    }
+}
+
+struct Running {
+    stop: CancellationToken,
+    task: JoinHandle<Result<(), DriverError>>,
+    started: Instant,
+}
+
+struct Task {
+    name: InstanceName,
+    driver: DriverConfig,
+    /// Whether the instance should be running (connect vs logout).
+    enabled: bool,
+    log: EventLog,
+    settings: ModemSettings,
+    inbox: mpsc::Receiver<Control>,
+    state: watch::Sender<ConnectionState>,
+    outbox_ready: Arc<Notify>,
+    commands: Arc<parking_lot::Mutex<Option<mpsc::Sender<Command>>>>,
+    number: Arc<parking_lot::Mutex<Option<String>>>,
+    running: Option<Running>,
+    /// When to start the driver again after a failure.
+    retry_at: Option<Instant>,
+    backoff: Duration,
+}
+
+impl Task {
+    async fn run(mut self, shutdown: CancellationToken) {
+        if self.enabled {
+            self.start().await;
+        }
+        loop {
+            let retry_at = self.retry_at;
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => {
+                    self.stop_driver("server shutting down").await;
+                    break;
+                }
+                control = self.inbox.recv() => match control {
+                    Some(Control::Connect(done)) => {
+                        self.enabled = true;
+                        if self.running.is_none() {
+                            self.backoff = Duration::ZERO;
+                            self.start().await;
+                        }
+                        let _ = done.send(());
+                    }
+                    Some(Control::Logout(done)) => {
+                        self.enabled = false;
+                        self.stop_driver("logged out").await;
+                        let _ = done.send(());
+                    }
+                    Some(Control::Restart(done)) => {
+                        self.enabled = true;
+                        self.stop_driver("restarting").await;
+                        self.backoff = Duration::ZERO;
+                        self.start().await;
+                        let _ = done.send(());
+                    }
+                    Some(Control::Stop(done)) => {
+                        self.stop_driver("instance deleted").await;
+                        let _ = done.send(());
+                        break;
+                    }
+                    None => {
+                        self.stop_driver("supervisor dropped").await;
+                        break;
+                    }
+                },
+                outcome = join(&mut self.running) => self.driver_ended(outcome).await,
+                _ = sleep_until(retry_at), if retry_at.is_some() && self.running.is_none() => {
+                    self.retry_at = None;
+                    if self.enabled {
+                        self.start().await;
+                    }
+                }
+            }
+        }
+        *self.commands.lock() = None;
+    }
+
+    async fn start(&mut self) {
+        self.retry_at = None;
+        self.set_state(ConnectionState::Connecting, None).await;
+        let stop = CancellationToken::new();
+        let (tx, rx) = mpsc::channel(COMMANDS);
+        *self.commands.lock() = Some(tx);
+        let ctx = ActorContext::new(
+            self.name.clone(),
+            self.log.clone(),
+            self.outbox_ready.clone(),
+            rx,
+            stop.clone(),
+            self.state.clone(),
+        )
+        .with_number_slot(self.number.clone());
+        // Its own task, so a panic in a driver is caught here as a JoinError
+        // instead of taking the supervisor down.
+        let task = tokio::spawn(modem::run(self.driver.clone(), ctx));
+        self.running = Some(Running {
+            stop,
+            task,
+            started: Instant::now(),
+        });
+        tracing::info!(instance = %self.name, driver = self.driver.kind(), "modem actor started");
+    }
+
+    async fn driver_ended(
+        &mut self,
+        outcome: Result<Result<(), DriverError>, tokio::task::JoinError>,
+    ) {
+        let started = self.running.take().map(|r| r.started);
+        *self.commands.lock() = None;
+        let reason = match outcome {
+            Ok(Ok(())) => "driver stopped".to_owned(),
+            Ok(Err(err)) => err.to_string(),
+            Err(join) if join.is_panic() => "driver panicked".to_owned(),
+            Err(_) => "driver aborted".to_owned(),
+        };
+        if started.is_some_and(|s| s.elapsed() >= STABLE_AFTER) {
+            self.backoff = Duration::ZERO;
+        }
+        self.backoff = if self.backoff.is_zero() {
+            Duration::from_millis(self.settings.restart_backoff_initial_ms)
+        } else {
+            (self.backoff * 2).min(Duration::from_millis(self.settings.restart_backoff_max_ms))
+        };
+        tracing::warn!(instance = %self.name, %reason, retry_in = ?self.backoff, "modem actor failed");
+        self.set_state(ConnectionState::Disconnected, Some(reason))
+            .await;
+        if self.enabled {
+            self.retry_at = Some(Instant::now() + self.backoff);
+        }
+    }
+
+    async fn stop_driver(&mut self, reason: &str) {
+        self.retry_at = None;
+        let Some(running) = self.running.take() else {
+            if *self.state.borrow() != ConnectionState::Disconnected {
+                self.set_state(ConnectionState::Disconnected, Some(reason.to_owned()))
+                    .await;
+            }
+            return;
+        };
+        *self.commands.lock() = None;
+        running.stop.cancel();
+        let abort = running.task.abort_handle();
+        if tokio::time::timeout(STOP_GRACE, running.task)
+            .await
+            .is_err()
+        {
+            tracing::warn!(instance = %self.name, "modem actor did not stop in time; aborted");
+            abort.abort();
+        }
+        self.set_state(ConnectionState::Disconnected, Some(reason.to_owned()))
+            .await;
+        tracing::info!(instance = %self.name, reason, "modem actor stopped");
+    }
+
+    /// Records a change of state, then makes it visible: whoever sees the
+    /// new state can already read its event from the log.
+    async fn set_state(&self, state: ConnectionState, reason: Option<String>) {
+        let event =
+            ConnectionData::new(state, reason, ConnectionInfo::default()).into_event(&self.name);
+        if let Err(err) = self
+            .log
+            .append(Job {
+                events: vec![event],
+                changes: Vec::new(),
+            })
+            .await
+        {
+            // The state itself is kept in memory; only its event is lost, and
+            // the next change reports the state again.
+            tracing::warn!(instance = %self.name, ?state, error = %err, "could not record a connection change");
+        }
+        self.state.send_replace(state);
+    }
+}
+
+async fn join(
+    running: &mut Option<Running>,
+) -> Result<Result<(), DriverError>, tokio::task::JoinError> {
+    match running {
+        Some(running) => (&mut running.task).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,224 @@
+//! Modem drivers: where events are born.
+//!
+//! A driver runs inside its instance's actor task with an [`ActorContext`]:
+//! it reports its link state, appends what the modem saw to the event log,
+//! drains the instance's outbox and answers commands. It returns `Ok` when
+//! asked to stop and `Err` when the modem failed; the supervisor
+//! (`instance::supervisor`) then restarts it with backoff.
+//!
+//! - [`simulator`]: the built-in virtual modem (demo and load driver).
+//! - [`gsm`]: the driver of a real GSM/LTE modem, over [`serial`] or
+//!   [`tcp`], speaking AT commands through the [`at`] engine and SMS PDUs
+//!   through [`pdu`]; configured with [`options`].
+//! - [`sim`]: `switchboard modem-sim`, a simulated AT modem on a
+//!   pseudo-terminal or TCP port that the real drivers can be run against.
+
+pub mod at;
+pub mod gsm;
+pub mod number;
+pub mod options;
+pub mod pdu;
+pub mod serial;
+pub mod sim;
+pub mod simulator;
+pub mod tcp;
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot, watch, Notify};
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    event::data::{ConnectionData, ConnectionInfo, ConnectionState, Payload},
+    instance::InstanceName,
+    store::{EventLog, Job, StoreError},
+};
+
+pub use number::PhoneNumber;
+pub use options::{FlowControl, GnssOptions, GnssVendor, ModemOptions, SerialConfig, TcpConfig};
+pub use simulator::SimulatorConfig;
+
+/// Which modem an instance drives, as given to `instance/create`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum DriverConfig {
+    /// A virtual modem: the demo driver and the load generator.
+    Simulator(SimulatorConfig),
+    /// A modem on a local serial port.
+    Serial(SerialConfig),
+    /// A modem behind a serial-to-TCP bridge.
+    Tcp(TcpConfig),
+}
+
+impl DriverConfig {
+    /// Checks values serde cannot (ranges, formats); the message says what to fix.
+    pub fn validate(&self) -> Result<(), String> {
+        match self {
+            DriverConfig::Simulator(c) => c.validate(),
+            DriverConfig::Serial(c) => c.validate(),
+            DriverConfig::Tcp(c) => c.validate(),
+        }
+    }
+
+    /// The instance's own number when it is known without asking the modem:
+    /// configured, or (for the simulator) derived from the name.
+    pub fn configured_number(&self, instance: &InstanceName) -> Option<String> {
+        match self {
+            DriverConfig::Simulator(c) => Some(c.number_for(instance)),
+            DriverConfig::Serial(SerialConfig { modem, .. })
+            | DriverConfig::Tcp(TcpConfig { modem, .. }) => modem
+                .number
+                .as_deref()
+                .and_then(|n| PhoneNumber::parse(n).ok())
+                .map(|n| n.to_string()),
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            DriverConfig::Simulator(_) => "simulator",
+            DriverConfig::Serial(_) => "serial",
+            DriverConfig::Tcp(_) => "tcp",
+        }
+    }
+}
+
+impl Default for DriverConfig {
+    fn default() -> Self {
+        DriverConfig::Simulator(SimulatorConfig::default())
+    }
+}
+
+/// Commands the API sends to a running driver.
+#[derive(Debug)]
+pub enum Command {
+    /// Hang up a ringing or active call (`call_id` absent: whichever rings).
+    /// The driver answers on `reply` with the call's id, or why not.
+    RejectCall {
+        call_id: Option<String>,
+        reply: Option<oneshot::Sender<Result<String, String>>>,
+    },
+}
+
+/// Why a driver stopped working.
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    #[error("the event log is unavailable: {0}")]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Modem(String),
+}
+
+/// Everything a running driver needs, handed over by the supervisor.
+pub struct ActorContext {
+    pub instance: InstanceName,
+    pub log: EventLog,
+    /// Fires when new messages were queued for this instance.
+    pub outbox_ready: Arc<Notify>,
+    pub commands: mpsc::Receiver<Command>,
+    /// Cancelled when the driver must stop (logout, restart, shutdown).
+    pub stop: CancellationToken,
+    state: watch::Sender<ConnectionState>,
+    /// The number the modem reported for itself, shared with the registry
+    /// (which answers "own number" questions without asking the driver).
+    reported_number: Arc<parking_lot::Mutex<Option<String>>>,
+}
+
+impl ActorContext {
+    pub fn new(
+        instance: InstanceName,
+        log: EventLog,
+        outbox_ready: Arc<Notify>,
+        commands: mpsc::Receiver<Command>,
+        stop: CancellationToken,
+        state: watch::Sender<ConnectionState>,
+    ) -> ActorContext {
+        ActorContext {
+            instance,
+            log,
+            outbox_ready,
+            commands,
+            stop,
+            state,
+            reported_number: Arc::default(),
+        }
+    }
+
+    /// Shares the slot the driver writes the modem's own number into.
+    pub fn with_number_slot(mut self, slot: Arc<parking_lot::Mutex<Option<String>>>) -> Self {
+        self.reported_number = slot;
+        self
+    }
+
+    /// Records the number the modem reported for itself.
+    pub fn report_number(&self, number: Option<String>) {
+        *self.reported_number.lock() = number;
+    }
+
+    /// Reports that the modem is up (or that its link details changed) and
+    /// records it as a `connection` event.
+    pub async fn report_connected(&self, info: ConnectionInfo) -> Result<(), DriverError> {
+        self.report_connected_because(info, None).await
+    }
+
+    /// Like [`ActorContext::report_connected`], with a reason worth telling
+    /// (say, the modem's storage is full).
+    pub async fn report_connected_because(
+        &self,
+        info: ConnectionInfo,
+        reason: Option<String>,
+    ) -> Result<(), DriverError> {
+        let committed = self
+            .append(Job {
+                events: vec![
+                    ConnectionData::new(ConnectionState::Connected, reason, info)
+                        .into_event(&self.instance),
+                ],
+                changes: Vec::new(),
+            })
+            .await;
+        // After the commit: whoever sees the new state can already read its
+        // event from the log.
+        self.state.send_replace(ConnectionState::Connected);
+        committed
+    }
+
+    /// Appends and waits for the commit.
+    pub async fn append(&self, job: Job) -> Result<(), DriverError> {
+        self.log.append(job).await?;
+        Ok(())
+    }
+}
+
+/// Whether long messages carry a 16-bit concatenation reference. The 8-bit
+/// one is what every handset and network understands and leaves a part one
+/// more octet of text; the driver and the part count the API reports both
+/// read this, so they always agree.
+pub const CONCAT_16BIT: bool = false;
+
+/// How many SMS parts `text` to `to` takes, exactly as the driver will send it.
+pub fn part_count(to: &PhoneNumber, text: &str) -> Result<u32, String> {
+    let options = pdu::SubmitOptions {
+        concat_16bit: CONCAT_16BIT,
+        ..pdu::SubmitOptions::default()
+    };
+    pdu::encode_submit(to.as_str(), text, &options)
+        .map(|parts| parts.len() as u32)
+        .map_err(|e| e.to_string())
+}
+
+/// Runs the configured driver until it is stopped (`Ok`) or fails (`Err`).
+pub async fn run(config: DriverConfig, ctx: ActorContext) -> Result<(), DriverError> {
+    match config {
+        DriverConfig::Simulator(config) => simulator::run(config, ctx).await,
+        DriverConfig::Serial(config) => {
+            let modem = config.modem.clone();
+            gsm::run(gsm::Link::Serial(config), modem, ctx).await
+        }
+        DriverConfig::Tcp(config) => {
+            let modem = config.modem.clone();
+            gsm::run(gsm::Link::Tcp(config), modem, ctx).await
+        }
+    }
+}

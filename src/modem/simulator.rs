@@ -1,0 +1,628 @@
+//! The simulator driver: a virtual modem with its own number.
+//!
+//! A message sent through it moves `queued` → `sent` → `delivered` after the
+//! configured delays, and the recipient answers with an echo. With `rate` > 0
+//! it also makes up inbound traffic of every kind, reproducible from `seed`;
+//! it is the demo driver and the source the benchmarks load the server with,
+//! so it generates in batches and keeps several commits in flight.
+
+use std::{
+    cmp::Reverse,
+    collections::{BinaryHeap, HashSet, VecDeque},
+    time::Duration,
+};
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use tokio::{sync::oneshot, time::Instant};
+
+use super::{number::PhoneNumber, ActorContext, DriverError};
+use crate::{
+    event::{
+        data::{
+            CallData, CallStatus, ConnectionData, ConnectionInfo, ConnectionState, DeliveryData,
+            DeliveryStatus, Direction, GroupAction, GroupData, GroupMetadata, LocationData, Me,
+            MessageData, Payload, PresenceData, StatusData,
+        },
+        NewEvent,
+    },
+    instance::InstanceName,
+    store::{Change, Committed, Job, OutboxRow, StoreError},
+};
+
+/// How the virtual modem behaves.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SimulatorConfig {
+    /// The modem's own number; derived from the instance name when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub number: Option<String>,
+    /// Delay from accepting a message to the `sent` report.
+    pub sent_delay_ms: u64,
+    /// Delay from `sent` to `delivered`.
+    pub delivered_delay_ms: u64,
+    /// Delay from `delivered` to the recipient's echo reply.
+    pub reply_delay_ms: u64,
+    /// Whether recipients answer with an echo.
+    pub echo: bool,
+    /// Random inbound events per second; 0 turns them off.
+    pub rate: f64,
+    /// Seed of the random traffic; the same seed gives the same events.
+    pub seed: u64,
+    /// Fault injection: the virtual modem drops out this long after each
+    /// start, so supervision and recovery can be watched.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fail_after_ms: Option<u64>,
+}
+
+impl Default for SimulatorConfig {
+    fn default() -> Self {
+        SimulatorConfig {
+            number: None,
+            sent_delay_ms: 50,
+            delivered_delay_ms: 150,
+            reply_delay_ms: 200,
+            echo: true,
+            rate: 0.0,
+            seed: 1,
+            fail_after_ms: None,
+        }
+    }
+}
+
+/// Longest delay accepted, so a typo cannot park a message for weeks.
+const MAX_DELAY_MS: u64 = 3_600_000;
+/// Highest random event rate accepted.
+const MAX_RATE: f64 = 1_000_000.0;
+/// How often the random generator runs; each tick emits one batch.
+const TICK: Duration = Duration::from_millis(10);
+/// Batches the generator may have waiting for commit before it waits itself.
+const IN_FLIGHT: usize = 8;
+/// Queued messages fetched from the outbox at a time.
+const OUTBOX_PAGE: i64 = 100;
+
+impl SimulatorConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        if let Some(number) = &self.number {
+            PhoneNumber::parse(number).map_err(|e| format!("driver.number: {e}"))?;
+        }
+        for (field, value) in [
+            ("sent_delay_ms", self.sent_delay_ms),
+            ("delivered_delay_ms", self.delivered_delay_ms),
+            ("reply_delay_ms", self.reply_delay_ms),
+        ] {
+            if value > MAX_DELAY_MS {
+                return Err(format!("driver.{field} must be at most {MAX_DELAY_MS}"));
+            }
+        }
+        if !self.rate.is_finite() || self.rate < 0.0 || self.rate > MAX_RATE {
+            return Err(format!("driver.rate must be between 0 and {MAX_RATE}"));
+        }
+        Ok(())
+    }
+
+    /// The number, or one derived from the instance name (stable across runs).
+    pub fn number_for(&self, instance: &InstanceName) -> String {
+        self.number.clone().unwrap_or_else(|| {
+            let hash = instance
+                .as_str()
+                .bytes()
+                .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
+            format!("+1555{:07}", hash % 10_000_000)
+        })
+    }
+}
+
+/// Something the virtual network will do later.
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Step {
+    Sent,
+    Delivered,
+    Reply,
+}
+
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Scheduled {
+    at: Instant,
+    /// Keeps steps scheduled for the same instant in scheduling order.
+    order: u64,
+    step: Step,
+    message_id: String,
+    recipient: String,
+    body: String,
+}
+
+pub async fn run(config: SimulatorConfig, mut ctx: ActorContext) -> Result<(), DriverError> {
+    let number = config.number_for(&ctx.instance);
+    ctx.report_connected(ConnectionInfo {
+        me: Some(Me {
+            id: number.clone(),
+            name: ctx.instance.to_string(),
+        }),
+        operator: Some("Simulated Network".into()),
+        signal: Some(-65),
+        registration: Some("home".into()),
+    })
+    .await?;
+
+    let mut network = Network {
+        config: &config,
+        number: &number,
+        timeline: BinaryHeap::new(),
+        in_flight: HashSet::new(),
+        order: 0,
+    };
+    let mut traffic = (config.rate > 0.0).then(|| Traffic::new(&config, &ctx.instance, &number));
+    let mut pending_commits: VecDeque<oneshot::Receiver<Result<Vec<Committed>, StoreError>>> =
+        VecDeque::new();
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_tick = Instant::now();
+    let fail_at = config
+        .fail_after_ms
+        .map(|ms| Instant::now() + Duration::from_millis(ms));
+
+    // Messages queued while the instance was down go out first.
+    network.take_outbox(&ctx).await?;
+    loop {
+        let next_step = network.timeline.peek().map(|Reverse(s)| s.at);
+        tokio::select! {
+            biased;
+            _ = ctx.stop.cancelled() => return Ok(()),
+            _ = sleep_until(fail_at), if fail_at.is_some() => {
+                return Err(DriverError::Modem("simulated modem failure (fail_after_ms)".into()));
+            }
+            _ = ctx.outbox_ready.notified() => network.take_outbox(&ctx).await?,
+            _ = sleep_until(next_step), if next_step.is_some() => {
+                network.run_due_steps(&ctx).await?;
+            }
+            command = ctx.commands.recv() => match command {
+                Some(super::Command::RejectCall { reply, .. }) => {
+                    if let Some(reply) = reply {
+                        let _ = reply.send(Err("no call is ringing".into()));
+                    }
+                }
+                None => return Ok(()),
+            },
+            _ = tick.tick(), if traffic.is_some() => {
+                let now = Instant::now();
+                let elapsed = now - last_tick;
+                last_tick = now;
+                if let Some(traffic) = traffic.as_mut() {
+                    let events = traffic.generate(elapsed, &ctx.instance);
+                    if !events.is_empty() {
+                        while pending_commits.len() >= IN_FLIGHT {
+                            if let Some(oldest) = pending_commits.pop_front() {
+                                committed(oldest.await)?;
+                            }
+                        }
+                        pending_commits.push_back(ctx.log.submit(Job { events, changes: Vec::new() }).await?);
+                    }
+                }
+                // Surface a failed commit promptly, without waiting on the rest.
+                while let Some(front) = pending_commits.front_mut() {
+                    match front.try_recv() {
+                        Ok(result) => {
+                            pending_commits.pop_front();
+                            committed(Ok(result))?;
+                        }
+                        Err(oneshot::error::TryRecvError::Empty) => break,
+                        Err(oneshot::error::TryRecvError::Closed) => return Err(StoreError::Closed.into()),
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn committed(
+    result: Result<Result<Vec<Committed>, StoreError>, oneshot::error::RecvError>,
+) -> Result<(), DriverError> {
+    match result {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(err)) => Err(err.into()),
+        Err(_) => Err(StoreError::Closed.into()),
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The virtual network's view of messages in flight.
+struct Network<'a> {
+    config: &'a SimulatorConfig,
+    number: &'a str,
+    timeline: BinaryHeap<Reverse<Scheduled>>,
+    /// Messages taken from the outbox whose `sent` step has not run yet
+    /// (they are still `queued` in the database, so a re-read must skip them).
+    in_flight: HashSet<String>,
+    order: u64,
+}
+
+impl Network<'_> {
+    async fn take_outbox(&mut self, ctx: &ActorContext) -> Result<(), DriverError> {
+        loop {
+            let queued = ctx
+                .log
+                .store()
+                .queued_messages(&ctx.instance, OUTBOX_PAGE + self.in_flight.len() as i64)
+                .await?;
+            let fresh: Vec<OutboxRow> = queued
+                .into_iter()
+                .filter(|m| !self.in_flight.contains(&m.id))
+                .collect();
+            if fresh.is_empty() {
+                return Ok(());
+            }
+            for message in fresh {
+                self.in_flight.insert(message.id.clone());
+                self.schedule(
+                    Duration::from_millis(self.config.sent_delay_ms),
+                    Step::Sent,
+                    message.id,
+                    message.recipient,
+                    message.body,
+                );
+            }
+        }
+    }
+
+    fn schedule(
+        &mut self,
+        after: Duration,
+        step: Step,
+        message_id: String,
+        recipient: String,
+        body: String,
+    ) {
+        self.order += 1;
+        self.timeline.push(Reverse(Scheduled {
+            at: Instant::now() + after,
+            order: self.order,
+            step,
+            message_id,
+            recipient,
+            body,
+        }));
+    }
+
+    async fn run_due_steps(&mut self, ctx: &ActorContext) -> Result<(), DriverError> {
+        let now = Instant::now();
+        while self.timeline.peek().is_some_and(|Reverse(s)| s.at <= now) {
+            let Some(Reverse(step)) = self.timeline.pop() else {
+                break;
+            };
+            self.run_step(ctx, step).await?;
+        }
+        Ok(())
+    }
+
+    async fn run_step(&mut self, ctx: &ActorContext, step: Scheduled) -> Result<(), DriverError> {
+        let now = chrono::Utc::now().timestamp();
+        match step.step {
+            Step::Sent | Step::Delivered => {
+                let status = if step.step == Step::Sent {
+                    DeliveryStatus::Sent
+                } else {
+                    DeliveryStatus::Delivered
+                };
+                let delivery = DeliveryData {
+                    id: step.message_id.clone(),
+                    status,
+                    to: step.recipient.clone(),
+                    timestamp: now,
+                    error: None,
+                    parts_done: None,
+                    parts: None,
+                };
+                let result = ctx
+                    .append(Job {
+                        events: vec![delivery.into_event(&ctx.instance)],
+                        changes: vec![Change::SetMessageStatus {
+                            id: step.message_id.clone(),
+                            status,
+                            error: None,
+                        }],
+                    })
+                    .await;
+                match result {
+                    // The message was deleted with its instance meanwhile.
+                    Err(DriverError::Store(StoreError::NotFound(_))) => {
+                        self.in_flight.remove(&step.message_id);
+                        return Ok(());
+                    }
+                    other => other?,
+                }
+                if step.step == Step::Sent {
+                    self.in_flight.remove(&step.message_id);
+                    self.schedule(
+                        Duration::from_millis(self.config.delivered_delay_ms),
+                        Step::Delivered,
+                        step.message_id,
+                        step.recipient,
+                        step.body,
+                    );
+                } else if self.config.echo {
+                    self.schedule(
+                        Duration::from_millis(self.config.reply_delay_ms),
+                        Step::Reply,
+                        step.message_id,
+                        step.recipient,
+                        step.body,
+                    );
+                }
+            }
+            Step::Reply => {
+                let reply = MessageData {
+                    id: uuid::Uuid::now_v7().to_string(),
+                    direction: Direction::Incoming,
+                    from: step.recipient,
+                    to: self.number.to_owned(),
+                    kind: "text".into(),
+                    content: format!("Echo: {}", step.body),
+                    timestamp: now,
+                    parts: 1,
+                };
+                ctx.append(Job {
+                    events: vec![reply.into_event(&ctx.instance)],
+                    changes: Vec::new(),
+                })
+                .await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Made-up inbound traffic, reproducible from the seed.
+struct Traffic {
+    rng: ChaCha8Rng,
+    rate: f64,
+    /// Fractional events carried over between ticks, so low rates still fire.
+    owed: f64,
+    number: String,
+    contacts: Vec<String>,
+    position: (f64, f64),
+}
+
+/// Most events one tick emits, so a long stall does not produce a burst.
+const MAX_PER_TICK: usize = 20_000;
+
+const WORDS: &[&str] = &[
+    "hello", "meeting", "at", "noon", "please", "call", "me", "back", "thanks", "the", "order",
+    "shipped", "see", "you", "soon", "ok", "running", "late", "where", "are",
+];
+
+impl Traffic {
+    fn new(config: &SimulatorConfig, instance: &InstanceName, number: &str) -> Traffic {
+        // Mixing the instance name in lets instances with the same seed differ.
+        let salt = instance
+            .as_str()
+            .bytes()
+            .fold(0u64, |h, b| h.rotate_left(5) ^ u64::from(b));
+        let mut rng = ChaCha8Rng::seed_from_u64(config.seed ^ salt);
+        let contacts = (0..32)
+            .map(|_| format!("+1555{:07}", rng.random_range(0..10_000_000)))
+            .collect();
+        Traffic {
+            rng,
+            rate: config.rate,
+            owed: 0.0,
+            number: number.to_owned(),
+            contacts,
+            position: (52.52, 13.405),
+        }
+    }
+
+    fn generate(&mut self, elapsed: Duration, instance: &InstanceName) -> Vec<NewEvent> {
+        self.owed += self.rate * elapsed.as_secs_f64();
+        let due = (self.owed.floor() as usize).min(MAX_PER_TICK);
+        self.owed -= due as f64;
+        self.owed = self.owed.min(MAX_PER_TICK as f64);
+        (0..due).map(|_| self.one(instance)).collect()
+    }
+
+    fn contact(&mut self) -> String {
+        let i = self.rng.random_range(0..self.contacts.len());
+        self.contacts[i].clone()
+    }
+
+    fn id(&mut self) -> String {
+        uuid::Builder::from_random_bytes(self.rng.random())
+            .into_uuid()
+            .to_string()
+    }
+
+    fn one(&mut self, instance: &InstanceName) -> NewEvent {
+        let now = chrono::Utc::now().timestamp();
+        match self.rng.random_range(0..100u32) {
+            0..=39 => {
+                let words = self.rng.random_range(2..12);
+                let content = (0..words)
+                    .map(|_| WORDS[self.rng.random_range(0..WORDS.len())])
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                MessageData {
+                    id: self.id(),
+                    direction: Direction::Incoming,
+                    from: self.contact(),
+                    to: self.number.clone(),
+                    kind: "text".into(),
+                    content,
+                    timestamp: now,
+                    parts: 1,
+                }
+                .into_event(instance)
+            }
+            40..=54 => {
+                let presence =
+                    ["available", "unavailable", "composing"][self.rng.random_range(0..3)];
+                PresenceData {
+                    id: self.contact(),
+                    presence: presence.into(),
+                    last_seen: now,
+                    typing: presence == "composing",
+                }
+                .into_event(instance)
+            }
+            55..=64 => StatusData {
+                from: self.contact(),
+                status: ["Busy", "At work", "On holiday", "Available"][self.rng.random_range(0..4)]
+                    .into(),
+            }
+            .into_event(instance),
+            65..=74 => CallData {
+                id: self.id(),
+                from: self.contact(),
+                status: [CallStatus::Offer, CallStatus::End][self.rng.random_range(0..2)],
+                is_video: false,
+                timestamp: now,
+            }
+            .into_event(instance),
+            75..=79 => {
+                let action = [
+                    GroupAction::Update,
+                    GroupAction::ParticipantAdd,
+                    GroupAction::ParticipantRemove,
+                ][self.rng.random_range(0..3)];
+                let participants = vec![self.contact(), self.contact()];
+                GroupData {
+                    id: format!("sim-{}@g.us", self.rng.random_range(0..8)),
+                    action,
+                    metadata: GroupMetadata {
+                        name: "Simulated group".into(),
+                        participants,
+                        owner: self.number.clone(),
+                    },
+                }
+                .into_event(instance)
+            }
+            80..=94 => {
+                self.position.0 += self.rng.random_range(-0.001..0.001);
+                self.position.1 += self.rng.random_range(-0.001..0.001);
+                LocationData {
+                    latitude: self.position.0,
+                    longitude: self.position.1,
+                    altitude: Some(self.rng.random_range(30.0..60.0)),
+                    speed: Some(self.rng.random_range(0.0..50.0)),
+                    course: Some(self.rng.random_range(0.0..360.0)),
+                    satellites: Some(self.rng.random_range(4..14)),
+                    timestamp: now,
+                }
+                .into_event(instance)
+            }
+            _ => ConnectionData::new(
+                ConnectionState::Connected,
+                None,
+                ConnectionInfo {
+                    me: None,
+                    operator: Some("Simulated Network".into()),
+                    signal: Some(self.rng.random_range(-110..-50)),
+                    registration: Some("home".into()),
+                },
+            )
+            .into_event(instance),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn contents(events: &[NewEvent]) -> Vec<(u8, String)> {
+        events
+            .iter()
+            .map(|e| (e.topic as u8, e.data.get().to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn the_same_seed_gives_the_same_traffic() {
+        let name = InstanceName::parse("sim").expect("valid");
+        let config = SimulatorConfig {
+            rate: 1000.0,
+            seed: 42,
+            ..SimulatorConfig::default()
+        };
+        let mut a = Traffic::new(&config, &name, "+1");
+        let mut b = Traffic::new(&config, &name, "+1");
+        let ea = a.generate(Duration::from_millis(100), &name);
+        let eb = b.generate(Duration::from_millis(100), &name);
+        assert_eq!(ea.len(), 100);
+        // Timestamps come from the clock; everything else from the seed.
+        let strip = |v: Vec<(u8, String)>| -> Vec<(u8, String)> {
+            v.into_iter()
+                .map(|(t, d)| {
+                    let mut json: serde_json::Value = serde_json::from_str(&d).expect("json");
+                    if let Some(obj) = json.as_object_mut() {
+                        obj.remove("timestamp");
+                        obj.remove("lastSeen");
+                    }
+                    (t, json.to_string())
+                })
+                .collect()
+        };
+        assert_eq!(strip(contents(&ea)), strip(contents(&eb)));
+
+        let other = SimulatorConfig { seed: 43, ..config };
+        let ec = Traffic::new(&other, &name, "+1").generate(Duration::from_millis(100), &name);
+        assert_ne!(strip(contents(&ea)), strip(contents(&ec)));
+    }
+
+    #[test]
+    fn random_traffic_covers_every_inbound_kind() {
+        let name = InstanceName::parse("sim").expect("valid");
+        let config = SimulatorConfig {
+            rate: 10_000.0,
+            ..SimulatorConfig::default()
+        };
+        let events = Traffic::new(&config, &name, "+1").generate(Duration::from_secs(1), &name);
+        let kinds: HashSet<&str> = events.iter().map(|e| e.topic.kind().as_str()).collect();
+        for kind in [
+            "message",
+            "presence",
+            "call",
+            "group",
+            "status",
+            "location",
+            "connection",
+        ] {
+            assert!(kinds.contains(kind), "no {kind} in {kinds:?}");
+        }
+    }
+
+    #[test]
+    fn low_rates_carry_fractions_over() {
+        let name = InstanceName::parse("sim").expect("valid");
+        let config = SimulatorConfig {
+            rate: 5.0,
+            ..SimulatorConfig::default()
+        };
+        let mut traffic = Traffic::new(&config, &name, "+1");
+        let total: usize = (0..100)
+            .map(|_| traffic.generate(Duration::from_millis(10), &name).len())
+            .sum();
+        assert_eq!(total, 5);
+    }
+
+    #[test]
+    fn bad_settings_are_refused_with_the_field_named() {
+        let bad = SimulatorConfig {
+            rate: -1.0,
+            ..SimulatorConfig::default()
+        };
+        assert!(bad.validate().expect_err("negative rate").contains("rate"));
+        let bad = SimulatorConfig {
+            number: Some("abc".into()),
+            ..SimulatorConfig::default()
+        };
+        assert!(bad.validate().expect_err("bad number").contains("number"));
+        assert!(SimulatorConfig::default().validate().is_ok());
+    }
+}

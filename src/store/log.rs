@@ -1,0 +1,213 @@
+//! The event log writer: the one task that appends to the log.
+//!
+//! Jobs from every instance and the API queue on one bounded channel. The
+//! writer takes whatever is waiting (never waiting for more, so a lone event
+//! is not delayed), commits it as one transaction, and only then hands the
+//! committed events to the hub and answers the callers: durable before
+//! visible (invariant 1), and throughput that grows with load instead of
+//! being one commit per event.
+
+use std::sync::{
+    atomic::{AtomicBool, AtomicU64, Ordering},
+    Arc,
+};
+
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+use super::{Committed, Job, LogQuery, Store, StoreError};
+use crate::{event::TopicSet, hub::Hub};
+
+/// Jobs waiting for the writer; callers wait when it is full (backpressure).
+const QUEUE_JOBS: usize = 4096;
+/// Most events committed in one transaction.
+const MAX_BATCH_EVENTS: usize = 8192;
+
+type Reply = oneshot::Sender<Result<Vec<Committed>, StoreError>>;
+
+/// The handle everyone appends through. Cheap to clone.
+#[derive(Clone)]
+pub struct EventLog {
+    jobs: mpsc::Sender<(Job, Option<Reply>)>,
+    store: Store,
+    stats: Arc<LogStats>,
+}
+
+/// Counters for `/metrics` and the benchmarks.
+#[derive(Debug, Default)]
+pub struct LogStats {
+    pub batches: AtomicU64,
+    pub events: AtomicU64,
+    pub largest_batch: AtomicU64,
+    pub failed_batches: AtomicU64,
+    /// Whether the last commit failed: readiness reports it.
+    pub failing: AtomicBool,
+}
+
+impl EventLog {
+    /// Starts the writer. It stops when `shutdown` fires, after committing
+    /// the jobs already queued.
+    pub fn start(
+        store: Store,
+        hub: Arc<Hub>,
+        shutdown: CancellationToken,
+        tracker: &TaskTracker,
+    ) -> EventLog {
+        let (tx, rx) = mpsc::channel(QUEUE_JOBS);
+        let stats = Arc::new(LogStats::default());
+        tracker.spawn(run(store.clone(), hub, rx, shutdown, stats.clone()));
+        EventLog {
+            jobs: tx,
+            store,
+            stats,
+        }
+    }
+
+    /// Appends a job and waits until it is committed (or failed).
+    pub async fn append(&self, job: Job) -> Result<Vec<Committed>, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.jobs
+            .send((job, Some(tx)))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Queues a job and returns once it is queued; the receiver tells how the
+    /// commit went. Lets a producer keep several batches in flight.
+    pub async fn submit(
+        &self,
+        job: Job,
+    ) -> Result<oneshot::Receiver<Result<Vec<Committed>, StoreError>>, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.jobs
+            .send((job, Some(tx)))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        Ok(rx)
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn stats(&self) -> &LogStats {
+        &self.stats
+    }
+}
+
+async fn run(
+    store: Store,
+    hub: Arc<Hub>,
+    mut rx: mpsc::Receiver<(Job, Option<Reply>)>,
+    shutdown: CancellationToken,
+    stats: Arc<LogStats>,
+) {
+    let mut jobs: Vec<Job> = Vec::new();
+    let mut replies: Vec<Option<Reply>> = Vec::new();
+    // The newest id handed to the hub; nothing up to it is ever skipped.
+    let mut published = hub.last_published();
+    loop {
+        let first = tokio::select! {
+            biased;
+            job = rx.recv() => job,
+            _ = shutdown.cancelled() => {
+                // No new jobs; the ones already queued still commit below.
+                rx.close();
+                rx.recv().await
+            }
+        };
+        let Some((job, reply)) = first else { break };
+        let mut events = job.events.len();
+        jobs.push(job);
+        replies.push(reply);
+        while events < MAX_BATCH_EVENTS {
+            match rx.try_recv() {
+                Ok((job, reply)) => {
+                    events += job.events.len();
+                    jobs.push(job);
+                    replies.push(reply);
+                }
+                Err(_) => break,
+            }
+        }
+
+        match store.commit(&jobs).await {
+            Ok(batch) => {
+                if stats.failing.swap(false, Ordering::Relaxed) {
+                    tracing::info!("the database accepts commits again");
+                }
+                stats.batches.fetch_add(1, Ordering::Relaxed);
+                stats
+                    .events
+                    .fetch_add(batch.events.len() as u64, Ordering::Relaxed);
+                stats
+                    .largest_batch
+                    .fetch_max(batch.events.len() as u64, Ordering::Relaxed);
+                // Committed events nobody published (a commit whose answer
+                // was lost in an outage, or another writer) go out first.
+                if batch.previous_head > published {
+                    publish_missed(&store, &hub, published, batch.previous_head).await;
+                }
+                // Visible only now that it is durable.
+                hub.publish(&batch.events);
+                if let Some(last) = batch.events.last() {
+                    published = last.id;
+                } else {
+                    published = published.max(batch.previous_head);
+                }
+                for (reply, outcome) in replies.drain(..).zip(batch.outcomes) {
+                    if let Some(reply) = reply {
+                        let _ = reply.send(outcome);
+                    }
+                }
+            }
+            Err(err) => {
+                stats.failed_batches.fetch_add(1, Ordering::Relaxed);
+                if !stats.failing.swap(true, Ordering::Relaxed) {
+                    tracing::error!(error = %err, "committing to the event log failed; callers will retry");
+                }
+                for reply in replies.drain(..).flatten() {
+                    let _ = reply.send(Err(StoreError::Unavailable(err.to_string())));
+                }
+            }
+        }
+        jobs.clear();
+    }
+    tracing::debug!("event log writer stopped");
+}
+
+/// Publishes the committed events with ids in `(after, through]` that were
+/// never published, reading them back from the log.
+async fn publish_missed(store: &Store, hub: &Hub, after: i64, through: i64) {
+    tracing::warn!(
+        after,
+        through,
+        "publishing events whose commit was not confirmed at the time"
+    );
+    let mut cursor = after;
+    while cursor < through {
+        let query = LogQuery {
+            after_id: cursor,
+            instances: None,
+            topics: TopicSet::all(),
+            limit: (through - cursor).min(MAX_BATCH_EVENTS as i64),
+        };
+        match store.read_events(&query).await {
+            Ok(events) if !events.is_empty() => {
+                let events: Vec<_> = events.into_iter().filter(|e| e.id <= through).collect();
+                cursor = events.last().map_or(through, |e| e.id);
+                hub.publish(&events);
+            }
+            // Nothing left in the range: it was deleted meanwhile.
+            Ok(_) => return,
+            Err(err) => {
+                // Every consumer goes back to the log, where the events are,
+                // rather than skip them.
+                tracing::error!(error = %err, "could not read back unpublished events; all consumers catch up from the log");
+                hub.resync_all();
+                return;
+            }
+        }
+    }
+}

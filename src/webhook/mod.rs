@@ -1,0 +1,335 @@
+//! Webhooks: each instance's events POSTed to a URL, one request per event,
+//! in log order, never skipped.
+//!
+//! A worker per enabled webhook reads through a [`Feed`], so a receiver that
+//! was down for an hour is caught up from the log when it is back, at its own
+//! pace and with bounded memory. A failed delivery is retried with
+//! exponential backoff until it succeeds; the cursor is persisted after each
+//! delivery, so a server restart resends at most the event in flight
+//! (delivery is at least once: receivers dedupe by the `id` in the body or
+//! the `X-Switchboard-Id` header). Failures are visible in `webhook/find`
+//! and in `/metrics`.
+
+use std::{
+    collections::HashMap,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+
+use parking_lot::Mutex;
+use serde::Serialize;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+use crate::{
+    event::{format_timestamp, Frame, TopicSet},
+    hub::{
+        feed::{Feed, FeedError, Start},
+        Filter, Hub, InstanceFilter,
+    },
+    instance::InstanceName,
+    store::{Store, StoreError, WebhookRow},
+};
+
+/// How long one delivery may take before it counts as failed.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Backoff after a failed delivery: doubling from the first to the last.
+const BACKOFF_FIRST: Duration = Duration::from_millis(500);
+const BACKOFF_MAX: Duration = Duration::from_secs(300);
+
+/// What `webhook/find` shows about deliveries.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Status {
+    /// The id of the last event delivered (or filtered out).
+    pub cursor: i64,
+    pub delivered: u64,
+    /// Failed attempts since the last success.
+    pub consecutive_failures: u64,
+    pub last_error: Option<String>,
+    pub last_attempt_at: Option<String>,
+    pub last_success_at: Option<String>,
+    pub next_retry_at: Option<String>,
+}
+
+/// Counters for `/metrics`.
+#[derive(Debug, Default)]
+pub struct WebhookStats {
+    pub delivered: AtomicU64,
+    pub failed_attempts: AtomicU64,
+}
+
+struct Worker {
+    stop: CancellationToken,
+    status: Arc<Mutex<Status>>,
+}
+
+/// Every webhook of this node and its worker.
+pub struct Webhooks {
+    workers: Mutex<HashMap<InstanceName, Worker>>,
+    configs: Mutex<HashMap<InstanceName, WebhookRow>>,
+    store: Store,
+    hub: Arc<Hub>,
+    client: reqwest::Client,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+    stats: Arc<WebhookStats>,
+}
+
+impl Webhooks {
+    pub fn new(
+        store: Store,
+        hub: Arc<Hub>,
+        shutdown: CancellationToken,
+        tracker: TaskTracker,
+    ) -> anyhow::Result<Webhooks> {
+        let client = reqwest::Client::builder()
+            .timeout(REQUEST_TIMEOUT)
+            .user_agent(concat!("switchboard/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Webhooks {
+            workers: Mutex::new(HashMap::new()),
+            configs: Mutex::new(HashMap::new()),
+            store,
+            hub,
+            client,
+            shutdown,
+            tracker,
+            stats: Arc::new(WebhookStats::default()),
+        })
+    }
+
+    /// Starts a worker for every stored, enabled webhook.
+    pub async fn load(&self) -> Result<usize, StoreError> {
+        let rows = self.store.webhooks().await?;
+        let count = rows.len();
+        for row in rows {
+            self.start(row);
+        }
+        Ok(count)
+    }
+
+    /// Applies a new or changed webhook (already committed).
+    pub fn start(&self, row: WebhookRow) {
+        if let Some(old) = self.workers.lock().remove(&row.instance) {
+            old.stop.cancel();
+        }
+        self.configs
+            .lock()
+            .insert(row.instance.clone(), row.clone());
+        if !row.enabled {
+            return;
+        }
+        let status = Arc::new(Mutex::new(Status {
+            cursor: row.cursor,
+            ..Status::default()
+        }));
+        let stop = self.shutdown.child_token();
+        self.workers.lock().insert(
+            row.instance.clone(),
+            Worker {
+                stop: stop.clone(),
+                status: status.clone(),
+            },
+        );
+        let filter = Filter {
+            instances: InstanceFilter::Only([row.instance.clone()].into()),
+            topics: Some(row.events.unwrap_or_else(TopicSet::all_instance_topics)),
+            allowed: TopicSet::all_instance_topics(),
+            stream_settings: false,
+        };
+        let feed = Feed::new(
+            self.hub.subscribe(filter),
+            self.store.clone(),
+            Start::After(row.cursor),
+        );
+        let delivery = Delivery {
+            row,
+            feed,
+            client: self.client.clone(),
+            store: self.store.clone(),
+            status,
+            stats: self.stats.clone(),
+        };
+        self.tracker.spawn(delivery.run(stop));
+    }
+
+    /// Stops and forgets an instance's webhook (the instance was deleted).
+    pub fn remove(&self, instance: &InstanceName) {
+        if let Some(worker) = self.workers.lock().remove(instance) {
+            worker.stop.cancel();
+        }
+        self.configs.lock().remove(instance);
+    }
+
+    pub fn config(&self, instance: &InstanceName) -> Option<WebhookRow> {
+        self.configs.lock().get(instance).cloned()
+    }
+
+    pub fn status(&self, instance: &InstanceName) -> Option<Status> {
+        self.workers
+            .lock()
+            .get(instance)
+            .map(|w| w.status.lock().clone())
+    }
+
+    /// Where a webhook continues from: its worker's progress, if it has one.
+    pub fn cursor(&self, instance: &InstanceName) -> Option<i64> {
+        self.status(instance)
+            .map(|s| s.cursor)
+            .or_else(|| self.config(instance).map(|c| c.cursor))
+    }
+
+    pub fn stats(&self) -> &WebhookStats {
+        &self.stats
+    }
+
+    /// Events not yet delivered, summed over webhooks (an upper bound: it
+    /// counts by id, including events the filters skip).
+    pub fn backlog(&self) -> u64 {
+        let head = self.hub.last_published();
+        self.workers
+            .lock()
+            .values()
+            .map(|w| (head - w.status.lock().cursor).max(0) as u64)
+            .sum()
+    }
+}
+
+struct Delivery {
+    row: WebhookRow,
+    feed: Feed,
+    client: reqwest::Client,
+    store: Store,
+    status: Arc<Mutex<Status>>,
+    stats: Arc<WebhookStats>,
+}
+
+impl Delivery {
+    async fn run(mut self, stop: CancellationToken) {
+        tracing::info!(instance = %self.row.instance, "webhook delivery started");
+        loop {
+            let frame = tokio::select! {
+                _ = stop.cancelled() => break,
+                frame = self.feed.next() => frame,
+            };
+            match frame {
+                Ok(frame) => {
+                    if !self.deliver(&frame, &stop).await {
+                        break;
+                    }
+                }
+                Err(FeedError::CursorExpired { cursor, horizon }) => {
+                    // Retention deleted events the receiver never got. The
+                    // loss is recorded and delivery goes on from what is kept.
+                    let message = format!(
+                        "events {}..={horizon} were deleted by retention before delivery",
+                        cursor + 1
+                    );
+                    tracing::error!(instance = %self.row.instance, %message, "webhook skipped events");
+                    self.status.lock().last_error = Some(message);
+                    self.feed = Feed::new(
+                        self.feed
+                            .subscription()
+                            .hub()
+                            .subscribe(self.feed.subscription().filter().clone()),
+                        self.store.clone(),
+                        Start::After(horizon),
+                    );
+                }
+            }
+        }
+        tracing::debug!(instance = %self.row.instance, "webhook delivery stopped");
+    }
+
+    /// Delivers one event, retrying until it is accepted; `false` if asked
+    /// to stop first.
+    async fn deliver(&mut self, frame: &Frame, stop: &CancellationToken) -> bool {
+        let mut backoff = BACKOFF_FIRST;
+        loop {
+            let now = chrono::Utc::now();
+            let outcome = self.post(frame).await;
+            {
+                let mut status = self.status.lock();
+                status.last_attempt_at = Some(format_timestamp(now));
+                match &outcome {
+                    Ok(()) => {
+                        status.cursor = frame.id;
+                        status.delivered += 1;
+                        status.consecutive_failures = 0;
+                        status.last_success_at = Some(format_timestamp(now));
+                        status.next_retry_at = None;
+                    }
+                    Err(err) => {
+                        status.consecutive_failures += 1;
+                        status.last_error = Some(err.clone());
+                        status.next_retry_at = Some(format_timestamp(
+                            now + chrono::Duration::from_std(backoff).unwrap_or_default(),
+                        ));
+                    }
+                }
+            }
+            match outcome {
+                Ok(()) => {
+                    self.stats.delivered.fetch_add(1, Ordering::Relaxed);
+                    if let Err(err) = self
+                        .store
+                        .set_webhook_cursor(&self.row.instance, frame.id)
+                        .await
+                    {
+                        // Only the stored progress lags; after a restart the
+                        // receiver may see a few events twice.
+                        tracing::warn!(instance = %self.row.instance, error = %err, "could not store webhook progress");
+                    }
+                    return true;
+                }
+                Err(err) => {
+                    self.stats.failed_attempts.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(instance = %self.row.instance, event = frame.id, error = %err, retry_in = ?backoff, "webhook delivery failed");
+                    tokio::select! {
+                        _ = stop.cancelled() => return false,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                }
+            }
+        }
+    }
+
+    async fn post(&self, frame: &Frame) -> Result<(), String> {
+        let mut request = self
+            .client
+            .post(&self.row.url)
+            .header("Content-Type", "application/json")
+            .header("X-Switchboard-Event", frame.topic.kind().as_str())
+            .header("X-Switchboard-Id", frame.id.to_string())
+            .header("X-Switchboard-Instance", self.row.instance.as_str());
+        for (name, value) in &self.row.headers {
+            request = request.header(name, value);
+        }
+        let response = request
+            .body(frame.json.as_bytes().to_vec())
+            .send()
+            .await
+            // The error names the failure, never the URL (it may carry a
+            // secret) or the configured headers.
+            .map_err(describe)?;
+        if response.status().is_success() {
+            Ok(())
+        } else {
+            Err(format!("the receiver answered {}", response.status()))
+        }
+    }
+}
+
+fn describe(err: reqwest::Error) -> String {
+    if err.is_timeout() {
+        format!("no answer within {REQUEST_TIMEOUT:?}")
+    } else if err.is_connect() {
+        "could not connect to the receiver".to_owned()
+    } else {
+        format!("request failed: {}", err.without_url())
+    }
+}

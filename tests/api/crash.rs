@@ -1,0 +1,359 @@
+//! Crashes and outages: the server is killed mid-stream, or PostgreSQL goes
+//! away under load; clients resume with `since` and no committed event is
+//! missing.
+
+use std::{
+    process::{Child, Command, Stdio},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::helpers::*;
+use crate::on_both_backends;
+
+/// A client that reads everything and, whenever its connection drops,
+/// reconnects with `since=<last id>` until told to stop.
+fn resuming_client(url_base: String, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<Vec<i64>> {
+    tokio::spawn(async move {
+        let mut seen: Vec<i64> = Vec::new();
+        while !stop.load(Ordering::Relaxed) {
+            let since = seen.last().copied().unwrap_or(0);
+            let Ok((stream, _)) =
+                tokio_tungstenite::connect_async(format!("{url_base}&since={since}")).await
+            else {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            };
+            let mut ws = WsClient { stream };
+            loop {
+                if stop.load(Ordering::Relaxed) {
+                    return seen;
+                }
+                match tokio::time::timeout(
+                    Duration::from_millis(200),
+                    ws.next(Duration::from_secs(3600)),
+                )
+                .await
+                {
+                    Ok(Received::Json(event)) if event.get("event").is_some() => {
+                        seen.push(event["id"].as_i64().expect("id"));
+                    }
+                    Ok(Received::Json(_)) => {}
+                    Ok(Received::Closed(_)) => break,
+                    Err(_) => {}
+                }
+            }
+        }
+        seen
+    })
+}
+
+/// Checks a client saw exactly the log, in order, from its first event on.
+fn assert_saw_everything(seen: &[i64], log: &[i64]) {
+    let first = *seen.first().expect("the client saw events");
+    let expected: Vec<i64> = log.iter().copied().filter(|id| *id >= first).collect();
+    assert_eq!(
+        seen,
+        expected.as_slice(),
+        "every committed event once, in order"
+    );
+}
+
+struct Process {
+    child: Child,
+    port: u16,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+fn start_binary(db: &TestDb, port: u16) -> Process {
+    let config = db.dir.path().join("crash.toml");
+    std::fs::write(
+        &config,
+        r#"
+        [[instances]]
+        name = "busy"
+        driver = { kind = "simulator", rate = 400.0, seed = 7 }
+        "#,
+    )
+    .expect("config");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_switchboard"));
+    command
+        .args(["--config", config.to_str().expect("path"), "run"])
+        .env("SWITCHBOARD__HTTP__ADDRESS", "127.0.0.1")
+        .env("SWITCHBOARD__HTTP__PORT", port.to_string())
+        .env("SWITCHBOARD__HTTP__WORKERS", "1")
+        .env("SWITCHBOARD__DATA_DIR", db.dir.path())
+        .env("SWITCHBOARD__AUTH__API_KEY", "crash-admin-key")
+        .env("SWITCHBOARD__MODEM__RESTART_BACKOFF_INITIAL_MS", "50")
+        .env("RUST_LOG", "warn")
+        .env_remove("DATABASE_URL")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    if let Some(url) = &db.url {
+        command.env("DATABASE_URL", url);
+    }
+    Process {
+        child: command.spawn().expect("start the server binary"),
+        port,
+    }
+}
+
+async fn wait_healthy(port: u16) {
+    let client = http_client();
+    for _ in 0..300 {
+        if let Ok(response) = client
+            .get(format!("http://127.0.0.1:{port}/ready"))
+            .send()
+            .await
+        {
+            if response.status() == 200 {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the server did not become ready");
+}
+
+async fn read_all(port: u16, key: &str) -> Vec<i64> {
+    let client = http_client();
+    let mut ids = Vec::new();
+    let mut since = 0;
+    loop {
+        let page: Value = client
+            .get(format!(
+                "http://127.0.0.1:{port}/events?since={since}&limit=1000"
+            ))
+            .header("apikey", key)
+            .send()
+            .await
+            .expect("send")
+            .json()
+            .await
+            .expect("json");
+        ids.extend(
+            page["events"]
+                .as_array()
+                .expect("events")
+                .iter()
+                .map(|e| e["id"].as_i64().expect("id")),
+        );
+        since = page["next"].as_i64().expect("next");
+        if !page["more"].as_bool().expect("more") {
+            return ids;
+        }
+    }
+}
+
+on_both_backends! {
+    async fn clients_resume_after_the_server_is_killed_and_miss_no_committed_event(backend: Backend) {
+        let db = TestDb::new(backend).await;
+        let port = free_port();
+        let mut server = start_binary(&db, port);
+        wait_healthy(port).await;
+        let stop = Arc::new(AtomicBool::new(false));
+        let url = format!("ws://127.0.0.1:{port}/ws?apikey=crash-admin-key");
+        let clients: Vec<_> = (0..3).map(|_| resuming_client(url.clone(), stop.clone())).collect();
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+
+        // SIGKILL: no shutdown, no flush, whatever was in flight is gone.
+        server.child.kill().expect("kill");
+        server.child.wait().expect("reap");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let mut server = start_binary(&db, server.port);
+        wait_healthy(port).await;
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let stopped = http_client()
+            .delete(format!("http://127.0.0.1:{port}/instance/logout/busy"))
+            .header("apikey", "crash-admin-key")
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(stopped.status(), 200);
+        let log = read_all(port, "crash-admin-key").await;
+        let last = *log.last().expect("events");
+        // Let the clients reach the end of the log, then stop them.
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        stop.store(true, Ordering::Relaxed);
+        for client in clients {
+            let seen = client.await.expect("client");
+            assert_eq!(seen.last().copied(), Some(last), "the client caught up");
+            assert_saw_everything(&seen, &log);
+        }
+        server.child.kill().expect("kill");
+        server.child.wait().expect("reap");
+    }
+}
+
+/// Load, then a database outage, then recovery: while the database is down
+/// requests get 503 fast (not a hang) and readiness says so; afterwards the
+/// server recovers by itself, the simulators write again, and every client
+/// that kept resuming has every committed event once, in order.
+/// `outage` takes the database down and returns once requests can tell;
+/// `recovery` waits until it is back.
+async fn survive_outage(
+    app: TestApp,
+    outage: impl std::future::Future<Output = ()>,
+    recovery: impl std::future::Future<Output = ()>,
+) {
+    for name in ["load1", "load2"] {
+        app.create_instance(
+            name,
+            json!({ "kind": "simulator", "rate": 300.0, "echo": false }),
+        )
+        .await;
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..3)
+        .map(|_| {
+            resuming_client(
+                app.ws_url(&format!("/ws?apikey={}", app.admin_key)),
+                stop.clone(),
+            )
+        })
+        .collect();
+    app.send_text("load1", "+15550000001", "before").await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+
+    outage.await;
+    let mut noticed = false;
+    for _ in 0..100 {
+        if app
+            .http
+            .get(app.url("/ready"))
+            .send()
+            .await
+            .expect("send")
+            .status()
+            == 503
+        {
+            noticed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(noticed, "readiness reports the database down");
+    let started = std::time::Instant::now();
+    let during = app
+        .admin(Method::POST, "/message/sendText/load1")
+        .json(&json!({ "number": "+15550000001", "text": "during" }))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(during.status(), 503);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "answered, not hung"
+    );
+    recovery.await;
+
+    let mut recovered = false;
+    for _ in 0..200 {
+        let after = app
+            .admin(Method::POST, "/message/sendText/load1")
+            .json(&json!({ "number": "+15550000001", "text": "after" }))
+            .send()
+            .await
+            .expect("send");
+        if after.status() == 201 {
+            recovered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(recovered, "the server recovers by itself");
+    let before = app.read_log("").await.len();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        app.read_log("").await.len() > before + 100,
+        "the simulators write again"
+    );
+    for name in ["load1", "load2"] {
+        app.admin(Method::DELETE, &format!("/instance/logout/{name}"))
+            .send()
+            .await
+            .expect("send");
+    }
+    let log: Vec<i64> = app
+        .read_log("")
+        .await
+        .iter()
+        .map(|e| e["id"].as_i64().expect("id"))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    stop.store(true, Ordering::Relaxed);
+    for client in clients {
+        let seen = client.await.expect("client");
+        assert_eq!(seen.last(), log.last(), "the client caught up");
+        assert_saw_everything(&seen, &log);
+    }
+    let contents: Vec<String> = app
+        .read_log("&events=outgoing")
+        .await
+        .iter()
+        .map(|e| e["data"]["content"].as_str().unwrap_or("").to_owned())
+        .collect();
+    assert_eq!(
+        contents,
+        ["before", "after"],
+        "nothing half-written from the outage"
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_cut_off_under_load_gives_503_not_hangs_and_loses_nothing_committed() {
+    // Every connection dropped (mid-transaction too), new ones refused.
+    let db = TestDb::behind_proxy().await;
+    let app = TestApp::spawn(&db).await;
+    let proxy = db.proxy();
+    survive_outage(app, async { proxy.cut() }, async {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        proxy.restore();
+    })
+    .await;
+}
+
+/// The throw-away cluster scripts/test.sh provides, and its restart script;
+/// the test fails (it does not skip) when run without them.
+fn restartable_postgres() -> (String, String) {
+    let hint = "run the tests with scripts/test.sh: it provides a PostgreSQL this test may restart";
+    (
+        std::env::var("TEST_RESTARTABLE_DATABASE_URL").expect(hint),
+        std::env::var("TEST_PG_RESTART").expect(hint),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_postgres_restart_under_load_gives_503_not_hangs_and_loses_nothing_committed() {
+    let (admin_url, restart) = restartable_postgres();
+    let db = TestDb::on_server(&admin_url).await;
+    let app = TestApp::spawn(&db).await;
+    // A fast shutdown terminates every session; it stays down 6 s, longer
+    // than the pool waits for a connection (3 s), so a request meanwhile
+    // must fail fast rather than succeed late.
+    let restarting = tokio::task::spawn_blocking(move || {
+        let status = Command::new(&restart)
+            .arg("6")
+            .status()
+            .expect("run the restart script");
+        assert!(status.success(), "the restart script failed");
+    });
+    survive_outage(app, async {}, async {
+        restarting.await.expect("restart");
+    })
+    .await;
+}
