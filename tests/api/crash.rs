@@ -344,16 +344,27 @@ async fn a_real_postgres_restart_under_load_gives_503_not_hangs_and_loses_nothin
     let app = TestApp::spawn(&db).await;
     // A fast shutdown terminates every session; it stays down 6 s, longer
     // than the pool waits for a connection (3 s), so a request meanwhile
-    // must fail fast rather than succeed late.
+    // must fail fast rather than succeed late. The restart waits for its cue
+    // so that it falls after the load has started, never before.
+    let (cue, wait_for_cue) = tokio::sync::oneshot::channel::<()>();
     let restarting = tokio::task::spawn_blocking(move || {
+        if wait_for_cue.blocking_recv().is_err() {
+            return;
+        }
         let status = Command::new(&restart)
             .arg("6")
             .status()
             .expect("run the restart script");
         assert!(status.success(), "the restart script failed");
     });
-    survive_outage(app, async {}, async {
-        restarting.await.expect("restart");
-    })
+    survive_outage(
+        app,
+        async move {
+            cue.send(()).expect("the restart task waits");
+        },
+        async {
+            restarting.await.expect("restart");
+        },
+    )
     .await;
 }
