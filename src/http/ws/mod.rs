@@ -162,6 +162,14 @@ where
         return;
     };
     let accept_key = actix_http::ws::hash_key(key.as_bytes());
+    // Admitted clients join the hub before the 101 goes out, so every event
+    // committed after a client saw its handshake succeed reaches it.
+    let admitted = admit(head, peer, &state, path_instance, None).map(|admission| {
+        tracing::debug!(scope = %admission.scope.describe(), start = ?admission.start, "websocket admitted");
+        let subscription = state.hub.subscribe(admission.filter);
+        let feed = Feed::new(subscription, state.log.store().clone(), admission.start);
+        (admission.scope, admission.slot, feed)
+    });
     let response = format!(
         "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\n\
          sec-websocket-accept: {}\r\n\r\n",
@@ -174,21 +182,9 @@ where
 
     let codec = Codec::new().max_size(state.settings.limits.max_message_size);
     let sessions = state.sessions.clone();
-    match admit(head, peer, &state, path_instance, None) {
-        Ok(admission) => {
-            let subscription = state.hub.subscribe(admission.filter);
-            let feed = Feed::new(subscription, state.log.store().clone(), admission.start);
-            tracing::debug!(scope = %admission.scope.describe(), start = ?admission.start, "websocket connected");
-            let session = Session::new(
-                io,
-                codec,
-                early,
-                admission.scope,
-                feed,
-                state.clone(),
-                peer,
-                admission.slot,
-            );
+    match admitted {
+        Ok((scope, slot, feed)) => {
+            let session = Session::new(io, codec, early, scope, feed, state.clone(), peer, slot);
             actix_rt::spawn(sessions.track_future(session.run()));
         }
         Err(err) => {
