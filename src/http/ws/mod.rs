@@ -15,7 +15,9 @@
 //! holds buffers only while it has data, and cuts a stuck client off.
 //!
 //! A connection is admitted (credentials, filters, limits: see
-//! [`super::realtime`]) right after the handshake, so a refusal can be
+//! [`super::realtime`]) before the 101 goes out, and an admitted one joins
+//! the hub then too: every event committed after a client saw its handshake
+//! succeed reaches it. A refusal still completes the handshake, so it can be
 //! explained with an error frame before the close code.
 //!
 //! # Close codes
