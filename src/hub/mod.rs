@@ -11,6 +11,7 @@
 
 pub mod feed;
 mod queue;
+mod relay;
 
 use std::{
     cell::OnceCell,
@@ -489,5 +490,80 @@ mod tests {
             event(2, "beta", Direction::Incoming, "b"),
         ]);
         assert_eq!(drain(&sub), vec![2]);
+    }
+
+    /// Connections on a single-threaded runtime (a server worker) are woken
+    /// through their thread's relay, however many wait, when another thread
+    /// publishes; after that runtime stops, wakes go straight to the task.
+    #[test]
+    fn waiting_connections_on_a_worker_thread_are_woken_by_another_threads_publish() {
+        let hub = Hub::new(1 << 20);
+        let worker = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let subs: Vec<Subscription> = worker.block_on(async {
+            (0..50)
+                .map(|_| hub.subscribe(only(&["alpha"], None)))
+                .collect()
+        });
+        assert!(
+            subs.iter().all(|sub| sub.queue().home.is_some()),
+            "on a worker: relayed"
+        );
+        let publisher = {
+            let hub = hub.clone();
+            std::thread::spawn(move || {
+                for id in 1..=3 {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                    hub.publish(&[event(id, "alpha", Direction::Incoming, "hi")]);
+                }
+            })
+        };
+        let got = worker.block_on(async {
+            let waits = subs.iter().map(|sub| async move {
+                let mut ids = Vec::new();
+                while ids.len() < 3 {
+                    sub.queue().ready().await;
+                    ids.extend(drain(sub));
+                }
+                ids
+            });
+            tokio::time::timeout(
+                std::time::Duration::from_secs(10),
+                futures_util::future::join_all(waits),
+            )
+            .await
+            .expect("every waiting connection was woken")
+        });
+        publisher.join().expect("publisher");
+        assert!(got.iter().all(|ids| ids == &[1, 2, 3]));
+
+        // The worker's runtime is gone, and its relay with it.
+        drop(worker);
+        let other = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let sub = &subs[0];
+        other.block_on(async {
+            let wait = sub.queue().ready();
+            let publish = async {
+                tokio::task::yield_now().await;
+                let hub = hub.clone();
+                tokio::task::spawn_blocking(move || {
+                    hub.publish(&[event(4, "alpha", Direction::Incoming, "again")])
+                })
+                .await
+                .expect("publish");
+            };
+            tokio::time::timeout(std::time::Duration::from_secs(10), async {
+                tokio::join!(wait, publish)
+            })
+            .await
+            .expect("woken without the relay");
+        });
+        assert_eq!(drain(sub), [4]);
     }
 }

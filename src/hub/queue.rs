@@ -2,13 +2,14 @@
 
 use std::{
     collections::VecDeque,
+    future::poll_fn,
     sync::{atomic::Ordering, Arc},
+    task::{Poll, Waker},
 };
 
 use parking_lot::Mutex;
-use tokio::sync::Notify;
 
-use super::HubStats;
+use super::{relay::Relay, HubStats};
 use crate::event::Frame;
 
 /// The hub-facing half of a connection: the publisher pushes, the session pops.
@@ -18,10 +19,8 @@ pub struct Subscriber {
     /// lagging instead of growing memory.
     limit: usize,
     queue: Mutex<Queue>,
-    /// Wakes the session when the queue goes from empty to non-empty or the
-    /// connection starts lagging. `Notify` keeps a permit, so a push between
-    /// the session's last pop and its wait is not missed.
-    ready: Notify,
+    /// The worker thread's relay that wakes the session (see [`Relay`]).
+    pub(super) home: Option<Arc<Relay>>,
     stats: Arc<HubStats>,
 }
 
@@ -32,6 +31,10 @@ struct Queue {
     /// Set when a push did not fit: from then on the hub skips this
     /// connection until its session catches it up from the log.
     lagging: bool,
+    /// The session waiting in [`Subscriber::ready`], woken by the next push
+    /// or by lagging. Set under the same lock the pusher takes, so a push
+    /// between the session's last look and its wait is not missed.
+    waiting: Option<Waker>,
 }
 
 impl Subscriber {
@@ -40,7 +43,7 @@ impl Subscriber {
             id,
             limit,
             queue: Mutex::new(Queue::default()),
-            ready: Notify::new(),
+            home: Relay::for_this_thread(),
             stats,
         }
     }
@@ -60,27 +63,38 @@ impl Subscriber {
         // the limit still reaches a connection that keeps up.
         if !queue.frames.is_empty() && queue.bytes + cost > self.limit {
             queue.lagging = true;
+            let waiting = queue.waiting.take();
             drop(queue);
             self.stats
                 .lagged_connections
                 .fetch_add(1, Ordering::Relaxed);
-            self.ready.notify_one();
+            self.wake(waiting);
             return;
         }
-        let was_empty = queue.frames.is_empty();
         queue.frames.push_back(frame.clone());
         queue.bytes += cost;
+        let waiting = queue.waiting.take();
         drop(queue);
         self.stats.queued_bytes.fetch_add(cost, Ordering::Relaxed);
-        if was_empty {
-            self.ready.notify_one();
-        }
+        self.wake(waiting);
     }
 
     /// Makes the connection catch up from the log.
     pub(super) fn mark_lagging(&self) {
-        self.queue.lock().lagging = true;
-        self.ready.notify_one();
+        let waiting = {
+            let mut queue = self.queue.lock();
+            queue.lagging = true;
+            queue.waiting.take()
+        };
+        self.wake(waiting);
+    }
+
+    fn wake(&self, waiting: Option<Waker>) {
+        match (waiting, &self.home) {
+            (Some(waker), Some(relay)) => relay.wake(waker),
+            (Some(waker), None) => waker.wake(),
+            (None, _) => {}
+        }
     }
 
     /// Takes the oldest queued frame.
@@ -100,7 +114,18 @@ impl Subscriber {
 
     /// Waits until there is something to pop or the connection is lagging.
     pub async fn ready(&self) {
-        self.ready.notified().await
+        poll_fn(|cx| {
+            let mut queue = self.queue.lock();
+            if !queue.frames.is_empty() || queue.lagging {
+                return Poll::Ready(());
+            }
+            match &mut queue.waiting {
+                Some(waker) if waker.will_wake(cx.waker()) => {}
+                waiting => *waiting = Some(cx.waker().clone()),
+            }
+            Poll::Pending
+        })
+        .await
     }
 
     pub fn is_lagging(&self) -> bool {
