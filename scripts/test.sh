@@ -6,7 +6,8 @@
 # reachable, it starts a private throw-away cluster on port 55432 (trust auth,
 # data under target/test-postgres), installing PostgreSQL from the system
 # package manager first if its binaries are missing. No test skips because a
-# database is missing: without one, this script fails and says why.
+# database is missing: without one, this script fails and says why. The same
+# goes for Chromium, which the browser EventSource test drives headless.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -149,6 +150,43 @@ log "PostgreSQL: $TEST_DATABASE_URL"
 
 start_restartable_cluster
 log "restartable PostgreSQL: $TEST_RESTARTABLE_DATABASE_URL"
+
+# The browser test drives a real headless Chromium (an EventSource against
+# /events/stream); it is installed like PostgreSQL when missing.
+chromium_bin() {
+  local name
+  for name in chromium chromium-browser google-chrome-stable google-chrome; do
+    if command -v "$name" >/dev/null 2>&1; then command -v "$name"; return; fi
+  done
+  return 1
+}
+
+install_chromium() {
+  log "Chromium is not installed (the browser test needs it); installing it"
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  if command -v apt-get >/dev/null 2>&1; then
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  elif command -v dnf >/dev/null 2>&1; then
+    $sudo dnf install -y -q chromium
+  elif command -v apk >/dev/null 2>&1; then
+    $sudo apk add -q chromium
+  elif command -v brew >/dev/null 2>&1; then
+    brew install -q --cask chromium
+  else
+    log "no package manager found: install Chromium or set CHROMIUM to a Chrome binary"; exit 1
+  fi
+}
+
+if [ -z "${CHROMIUM:-}" ]; then
+  CHROMIUM=$(chromium_bin) || {
+    install_chromium
+    CHROMIUM=$(chromium_bin) || { log "Chromium not found after installing"; exit 1; }
+  }
+fi
+export CHROMIUM
+log "Chromium: $CHROMIUM"
 
 # Databases left by earlier runs (each test makes its own).
 if command -v psql >/dev/null 2>&1; then

@@ -13,6 +13,7 @@ mod webhooks;
 mod auth;
 mod backpressure;
 mod bad_input;
+mod browser;
 mod crash;
 mod docker;
 mod durability;
