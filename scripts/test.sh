@@ -47,22 +47,31 @@ pg_bindir() {
   return 1
 }
 
-install_postgres() {
-  log "PostgreSQL is not installed; installing it"
+# Installs a package with the system's package manager:
+# install_package WHAT HINT APT DNF APK BREW-ARGS...
+install_package() {
+  local what=$1 hint=$2 apt=$3 dnf=$4 apk=$5
+  shift 5
+  log "$what is not installed; installing it"
   local sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   if command -v apt-get >/dev/null 2>&1; then
     $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$apt" >/dev/null
   elif command -v dnf >/dev/null 2>&1; then
-    $sudo dnf install -y -q postgresql-server
+    $sudo dnf install -y -q "$dnf"
   elif command -v apk >/dev/null 2>&1; then
-    $sudo apk add -q postgresql
+    $sudo apk add -q "$apk"
   elif command -v brew >/dev/null 2>&1; then
-    brew install -q postgresql
+    brew install -q "$@"
   else
-    log "no package manager found: install PostgreSQL or set TEST_DATABASE_URL"; exit 1
+    log "no package manager found: $hint"; exit 1
   fi
+}
+
+install_postgres() {
+  install_package PostgreSQL "install PostgreSQL or set TEST_DATABASE_URL" \
+    postgresql postgresql-server postgresql postgresql
 }
 
 # Runs a PostgreSQL binary as a non-root user (initdb refuses root); the
@@ -162,21 +171,9 @@ chromium_bin() {
 }
 
 install_chromium() {
-  log "Chromium is not installed (the browser test needs it); installing it"
-  local sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  if command -v apt-get >/dev/null 2>&1; then
-    $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
-  elif command -v dnf >/dev/null 2>&1; then
-    $sudo dnf install -y -q chromium
-  elif command -v apk >/dev/null 2>&1; then
-    $sudo apk add -q chromium
-  elif command -v brew >/dev/null 2>&1; then
-    brew install -q --cask chromium
-  else
-    log "no package manager found: install Chromium or set CHROMIUM to a Chrome binary"; exit 1
-  fi
+  install_package "Chromium (for the browser test)" \
+    "install Chromium or set CHROMIUM to a Chrome binary" \
+    chromium chromium chromium --cask chromium
 }
 
 if [ -z "${CHROMIUM:-}" ]; then
