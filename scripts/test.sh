@@ -15,12 +15,22 @@ export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-2}"
 PRIVATE_PORT=55432
 PRIVATE_DIR="$PWD/target/test-postgres"
 started_private=""
-# A second, throw-away cluster that one test restarts on purpose.
-RESTART_PORT=55433
+# A second, throw-away cluster that one test restarts on purpose (on the
+# first free port from 55433, so two checkouts can run their tests at once).
+RESTART_PORT=""
 RESTART_DIR="$PWD/target/test-postgres-restart"
 started_restartable=""
 
 log() { echo "test.sh: $*" >&2; }
+
+# The first port from $1 up that nothing listens on.
+free_port() {
+  local port=$1
+  while timeout 1 bash -c "exec 3<>/dev/tcp/127.0.0.1/$port" 2>/dev/null; do
+    port=$((port + 1))
+  done
+  echo "$port"
+}
 
 # host port of a postgres:// URL (defaults 127.0.0.1 5432)
 url_host() { local h; h=$(sed -E 's#^[a-z]+://([^@/]*@)?([^:/?]*).*#\2#' <<<"$1"); echo "${h:-127.0.0.1}"; }
@@ -113,6 +123,7 @@ start_private_cluster() {
 start_restartable_cluster() {
   local bindir
   bindir=$(bindir_or_install)
+  RESTART_PORT=$(free_port 55433)
   rm -rf "$RESTART_DIR"
   mkdir -p "$RESTART_DIR/data"
   as_pg_user "$bindir/initdb" -D "$RESTART_DIR/data" -U postgres --auth=trust -E UTF8 >/dev/null

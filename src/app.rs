@@ -12,7 +12,7 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 use actix_http::HttpService;
 use actix_service::map_config;
 use actix_web::{
-    dev::{AppConfig, Service},
+    dev::{AppConfig, Service as _},
     web, App,
 };
 use anyhow::Context;
@@ -29,6 +29,7 @@ use crate::{
     },
     hub::Hub,
     instance::Registry,
+    service::Service,
     store::{EventLog, Store},
 };
 
@@ -67,6 +68,9 @@ impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
         install_crypto_provider();
         let settings = Arc::new(settings);
+        // The port first: a server that cannot serve must not start modem
+        // actors or commit anything before it fails.
+        let listener = bind(&settings)?;
         let store = Store::connect(
             settings.database.url.as_ref(),
             &settings.data_dir,
@@ -75,7 +79,6 @@ impl Application {
         .await?;
         let (admin_key, admin_key_generated) =
             load_or_create_admin_key(settings.auth.api_key.as_ref(), &settings.data_dir)?;
-        let keys = Arc::new(KeyRing::new(&admin_key));
         let tokens = Arc::new(Tokens::new(&load_or_create_jwt_secret(
             settings.auth.jwt_secret.as_ref(),
             &settings.data_dir,
@@ -91,7 +94,6 @@ impl Application {
         let registry = Arc::new(Registry::new(
             log.clone(),
             hub.clone(),
-            keys.clone(),
             settings.modem.clone(),
             shutdown.clone(),
             actors.clone(),
@@ -100,7 +102,6 @@ impl Application {
             .load()
             .await
             .context("while loading the stored instances")?;
-        registry.ensure(&settings.instances).await?;
         for (name, horizon) in store.horizons().await.context("while loading retention")? {
             hub.set_horizon(&name, horizon);
         }
@@ -124,18 +125,17 @@ impl Application {
             actors.clone(),
         )?);
         webhooks.load().await.context("while loading webhooks")?;
+        let keys = Arc::new(KeyRing::new(&admin_key, registry.clone()));
+        let service = Arc::new(Service::new(registry, log, hub, webhooks, settings.clone()));
+        service.ensure_instances(&settings.instances).await?;
 
-        let listener = bind(&settings)?;
         let addr = listener
             .local_addr()
             .context("while reading the bound address")?;
         let state = web::Data::new(AppState {
-            registry,
-            log,
-            hub,
+            service,
             keys,
             tokens,
-            webhooks,
             connections: Connections::new(
                 settings.limits.max_connections,
                 settings.limits.max_connections_per_credential,
@@ -255,15 +255,15 @@ impl Application {
     }
 
     pub fn registry(&self) -> &Arc<Registry> {
-        &self.state.registry
+        self.state.service.registry()
     }
 
     pub fn hub(&self) -> &Arc<Hub> {
-        &self.state.hub
+        self.state.service.hub()
     }
 
     pub fn log(&self) -> &EventLog {
-        &self.state.log
+        self.state.service.log()
     }
 
     pub fn handle(&self) -> AppHandle {
@@ -306,7 +306,7 @@ impl Application {
         {
             tracing::error!("the event log writer did not finish in time");
         }
-        self.state.log.store().close().await;
+        self.state.service.log().store().close().await;
         tracing::info!("stopped");
         Ok(())
     }

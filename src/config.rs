@@ -10,7 +10,7 @@ use anyhow::Context;
 use secrecy::SecretString;
 use serde::Deserialize;
 
-use crate::modem::DriverConfig;
+use crate::domain::DriverConfig;
 
 /// The defaults, compiled in so the binary runs from any working directory.
 const DEFAULTS: &str = include_str!("../config/default.toml");

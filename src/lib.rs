@@ -25,16 +25,16 @@
 //! - [`auth`]: the admin key, per-instance keys and what a credential may see.
 //! - [`config`]: typed, layered settings.
 //! - [`app`]: wiring it all together, startup and graceful shutdown.
-//! - [`error`]: the one error type of the HTTP boundary.
 
 pub mod app;
 pub mod auth;
 pub mod config;
-pub mod error;
+pub mod domain;
 pub mod event;
 pub mod http;
 pub mod hub;
 pub mod instance;
 pub mod modem;
+pub mod service;
 pub mod store;
 pub mod webhook;

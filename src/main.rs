@@ -15,10 +15,8 @@ use secrecy::ExposeSecret;
 use switchboard::{
     app::Application,
     config::{InstanceSeed, LogFormat, Settings},
-    modem::{
-        sim::{self, Endpoint, Profile, ServeOptions, SimSettings},
-        DriverConfig, SimulatorConfig,
-    },
+    domain::{DriverConfig, SimulatorConfig},
+    modem::sim::{self, Endpoint, Profile, ServeOptions, SimSettings},
 };
 use tokio_util::sync::CancellationToken;
 

@@ -2,24 +2,26 @@
 //!
 //! Two kinds of key exist: the global admin key, which sees everything, and
 //! one key per instance, returned once when the instance is created and kept
-//! only as a SHA-256 digest. Keys are 256 random bits, so a fast hash is
-//! enough (there is nothing to brute-force), and digests are compared in
-//! constant time. Clients can also be given short-lived scoped tokens
-//! ([`token`]) for streams. No key or token ever appears in a log line or an
+//! only as a SHA-256 digest (see `domain::key`); the registry keeps those
+//! digests, so deleting an instance revokes its key. Clients can also be
+//! given short-lived scoped tokens ([`token`]) for streams. No key or token ever appears in a log line or an
 //! error body.
 
 pub mod token;
 
-use std::{collections::HashMap, fs, io::Write, path::Path};
+use std::{fs, io::Write, path::Path, sync::Arc};
 
 use anyhow::Context;
-use parking_lot::RwLock;
-use rand::RngCore;
 use secrecy::{ExposeSecret, SecretString};
-use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::{event::TopicSet, instance::InstanceName};
+use crate::{
+    domain::{
+        key::{digest, generate_key, KeyDigest},
+        InstanceName, TopicSet,
+    },
+    instance::Registry,
+};
 
 /// What a request or connection is allowed to see and do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,31 +88,30 @@ impl Scope {
     }
 }
 
-/// A SHA-256 digest of a key.
-pub type KeyDigest = [u8; 32];
-
-pub fn digest(key: &str) -> KeyDigest {
-    Sha256::digest(key.as_bytes()).into()
+/// Where instance keys are found: the registry, which keeps each
+/// instance's key digest exactly as long as the instance exists.
+pub trait InstanceKeys: Send + Sync {
+    fn instance_for_key(&self, digest: &KeyDigest) -> Option<InstanceName>;
 }
 
-/// A fresh key: 256 random bits as 64 hex characters.
-pub fn generate_key() -> String {
-    let mut bytes = [0u8; 32];
-    rand::rng().fill_bytes(&mut bytes);
-    hex::encode(bytes)
+impl InstanceKeys for Registry {
+    fn instance_for_key(&self, digest: &KeyDigest) -> Option<InstanceName> {
+        Registry::instance_for_key(self, digest)
+    }
 }
 
-/// Every key the server accepts, as digests.
+/// Every key the server accepts: the admin key's digest, and the instance
+/// keys through the registry.
 pub struct KeyRing {
     admin: KeyDigest,
-    instances: RwLock<HashMap<KeyDigest, InstanceName>>,
+    instances: Arc<dyn InstanceKeys>,
 }
 
 impl KeyRing {
-    pub fn new(admin_key: &SecretString) -> KeyRing {
+    pub fn new(admin_key: &SecretString, instances: Arc<dyn InstanceKeys>) -> KeyRing {
         KeyRing {
             admin: digest(admin_key.expose_secret()),
-            instances: RwLock::new(HashMap::new()),
+            instances,
         }
     }
 
@@ -120,29 +121,12 @@ impl KeyRing {
         if bool::from(presented.ct_eq(&self.admin)) {
             return Some(Scope::Admin);
         }
-        // The map is keyed by digest; its lookup time depends on the digest,
-        // which says nothing about the key. The final comparison is still
-        // done in constant time.
-        let instances = self.instances.read();
-        let (stored, name) = instances.get_key_value(&presented)?;
-        bool::from(stored.ct_eq(&presented)).then(|| Scope::Instance(name.clone()))
+        // The instance keys are looked up by digest; the lookup time depends
+        // on the digest, which says nothing about the key.
+        self.instances
+            .instance_for_key(&presented)
+            .map(Scope::Instance)
     }
-
-    pub fn add_instance(&self, name: InstanceName, key_hash_hex: &str) {
-        if let Some(digest) = parse_digest(key_hash_hex) {
-            self.instances.write().insert(digest, name);
-        } else {
-            tracing::error!(instance = %name, "stored key hash is malformed; the instance key will not work");
-        }
-    }
-
-    pub fn remove_instance(&self, name: &InstanceName) {
-        self.instances.write().retain(|_, n| n != name);
-    }
-}
-
-fn parse_digest(hex_digest: &str) -> Option<KeyDigest> {
-    hex::decode(hex_digest).ok()?.try_into().ok()
 }
 
 /// The admin key: the configured one, else the one stored in the data
@@ -212,11 +196,18 @@ mod tests {
 
     #[test]
     fn the_admin_key_and_instance_keys_grant_their_scopes_and_nothing_else() {
+        struct Keys(parking_lot::Mutex<std::collections::HashMap<KeyDigest, InstanceName>>);
+        impl InstanceKeys for Keys {
+            fn instance_for_key(&self, digest: &KeyDigest) -> Option<InstanceName> {
+                self.0.lock().get(digest).cloned()
+            }
+        }
         let admin = generate_key();
-        let ring = KeyRing::new(&SecretString::from(admin.clone()));
+        let keys = Arc::new(Keys(Default::default()));
+        let ring = KeyRing::new(&SecretString::from(admin.clone()), keys.clone());
         let alpha_key = generate_key();
         let alpha = InstanceName::parse("alpha").expect("valid");
-        ring.add_instance(alpha.clone(), &hex::encode(digest(&alpha_key)));
+        keys.0.lock().insert(digest(&alpha_key), alpha.clone());
 
         assert_eq!(ring.authenticate(&admin), Some(Scope::Admin));
         assert_eq!(
@@ -226,7 +217,7 @@ mod tests {
         assert_eq!(ring.authenticate("wrong"), None);
         assert_eq!(ring.authenticate(""), None);
 
-        ring.remove_instance(&alpha);
+        keys.0.lock().clear();
         assert_eq!(ring.authenticate(&alpha_key), None);
     }
 

@@ -12,7 +12,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
-use crate::{event::TopicSet, instance::InstanceName};
+use crate::{domain::InstanceName, event::TopicSet};
 
 /// What a token grants.
 #[derive(Debug, Clone, PartialEq, Eq)]

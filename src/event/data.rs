@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{NewEvent, Topic};
-use crate::instance::InstanceName;
+use crate::domain::InstanceName;
 
 /// A payload knows its topic, so an event can never be filed under the wrong one.
 pub trait Payload: Serialize {

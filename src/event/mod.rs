@@ -6,55 +6,14 @@
 //! and `seq`), and is serialized once into a [`Frame`] for fan-out.
 
 pub mod data;
-pub mod filter;
-
-use std::fmt;
 
 use bytestring::ByteString;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-pub use filter::{Topic, TopicSet};
-
-use crate::instance::InstanceName;
-
-/// The kinds of event; the `event` field of the envelope.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum EventKind {
-    Message,
-    Delivery,
-    Connection,
-    Presence,
-    Group,
-    Call,
-    Status,
-    Location,
-    /// Instance lifecycle (created, updated, deleted); admin scope only.
-    Instance,
-}
-
-impl EventKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EventKind::Message => "message",
-            EventKind::Delivery => "delivery",
-            EventKind::Connection => "connection",
-            EventKind::Presence => "presence",
-            EventKind::Group => "group",
-            EventKind::Call => "call",
-            EventKind::Status => "status",
-            EventKind::Location => "location",
-            EventKind::Instance => "instance",
-        }
-    }
-}
-
-impl fmt::Display for EventKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+use crate::domain::InstanceName;
+pub use crate::domain::{EventKind, Topic, TopicSet};
 
 /// An event that has not been committed yet: it has no `id` or `seq`.
 #[derive(Debug, Clone)]

@@ -8,9 +8,11 @@ use std::collections::HashSet;
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 
-use super::{AppState, Caller};
+use super::{error::ApiError, AppState, Caller};
 use crate::{
-    auth::Scope, error::ApiError, event::TopicSet, instance::InstanceName, store::LogQuery,
+    auth::Scope,
+    domain::{InstanceName, TopicSet},
+    service::{EventPage, ReadRequest},
 };
 
 /// Events per page when `limit` is not given, and the most a page may hold.
@@ -76,43 +78,19 @@ pub async fn read(
         None => TopicSet::all(),
     }
     .intersect(caller.0.allowed_topics());
-    // A cursor below what retention deleted would skip events silently; 0
-    // means "from the oldest kept" and never expires.
-    let covered = crate::hub::Filter {
-        instances: match &instances {
-            Some(set) => crate::hub::InstanceFilter::Only(set.clone()),
-            None => crate::hub::InstanceFilter::All {
-                except: Default::default(),
-            },
-        },
-        topics: Some(topics),
-        allowed: topics,
-        stream_settings: false,
-    };
-    let horizon = state.hub.horizon(&covered);
-    if since > 0 && since < horizon {
-        return Err(ApiError::CursorExpired(format!(
-            "cursor {since} is older than the retained log (events up to {horizon} were deleted); \
-             resynchronize from since=0"
-        )));
-    }
-    let events = state
-        .log
-        .store()
-        .read_events(&LogQuery {
-            after_id: since,
-            instances: instances.map(|set| set.into_iter().collect()),
+    let EventPage { events, next, more } = state
+        .service
+        .read_events(ReadRequest {
+            instances,
+            since,
+            limit,
             topics,
-            limit: limit + 1,
         })
         .await?;
-    let more = events.len() as i64 > limit;
-    let page = &events[..events.len().min(limit as usize)];
-    let next = page.last().map_or(since, |e| e.id);
     // The envelopes are spliced in as they are: each is serialized once.
-    let mut body = String::with_capacity(64 + page.len() * 256);
+    let mut body = String::with_capacity(64 + events.len() * 256);
     body.push_str("{\"events\":[");
-    for (i, event) in page.iter().enumerate() {
+    for (i, event) in events.iter().enumerate() {
         if i > 0 {
             body.push(',');
         }

@@ -1,21 +1,11 @@
-//! Broadcast groups (`/group/...`): named lists of numbers; a send to a
-//! group goes to each member. Each change is a `group` event.
+//! Broadcast groups (`/group/...`); see `service::groups`.
 
 use actix_web::{web, HttpResponse};
-use chrono::Utc;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{message::GROUP_SUFFIX, AppState, Caller};
-use crate::{
-    error::ApiError,
-    event::data::{GroupAction, GroupData, GroupMetadata, Payload},
-    modem::PhoneNumber,
-    store::{Change, GroupRow, Job},
-};
-
-/// Most members a group may have, so one send cannot queue without bound.
-const MAX_MEMBERS: usize = 1000;
+use super::{error::ApiError, AppState, Caller};
+use crate::service::GroupView;
 
 #[derive(Deserialize)]
 pub struct CreateBody {
@@ -24,23 +14,7 @@ pub struct CreateBody {
     participants: Vec<String>,
 }
 
-fn parse_members(raw: &[String]) -> Result<Vec<String>, ApiError> {
-    if raw.len() > MAX_MEMBERS {
-        return Err(ApiError::BadRequest(format!(
-            "a group has at most {MAX_MEMBERS} participants"
-        )));
-    }
-    let mut members = raw
-        .iter()
-        .map(|n| PhoneNumber::parse(n).map(|n| n.to_string()))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(ApiError::BadRequest)?;
-    members.sort();
-    members.dedup();
-    Ok(members)
-}
-
-fn group_json(group: &GroupRow, with_participants: bool) -> serde_json::Value {
+fn group_json(group: &GroupView, with_participants: bool) -> serde_json::Value {
     let mut value = json!({
         "id": group.id,
         "subject": group.name,
@@ -65,41 +39,9 @@ pub async fn create(
     body: web::Json<CreateBody>,
 ) -> Result<HttpResponse, ApiError> {
     let name = caller.instance(&path)?;
-    let subject = body.subject.trim();
-    if subject.is_empty() || subject.chars().count() > 100 {
-        return Err(ApiError::BadRequest(
-            "'subject' must be 1 to 100 characters".into(),
-        ));
-    }
-    let members = parse_members(&body.participants)?;
-    let owner = state
-        .registry
-        .own_number(&name)
-        .ok_or_else(|| ApiError::NotFound(format!("instance '{name}' not found")))?;
-    let group = GroupRow {
-        instance: name.clone(),
-        id: format!("{}{GROUP_SUFFIX}", uuid::Uuid::now_v7().simple()),
-        name: subject.to_owned(),
-        owner: owner.clone(),
-        participants: members.clone(),
-        created_at: Utc::now(),
-    };
-    let event = GroupData {
-        id: group.id.clone(),
-        action: GroupAction::Create,
-        metadata: GroupMetadata {
-            name: group.name.clone(),
-            participants: members,
-            owner,
-        },
-    }
-    .into_event(&name);
-    state
-        .log
-        .append(Job {
-            events: vec![event],
-            changes: vec![Change::CreateGroup(group.clone())],
-        })
+    let group = state
+        .service
+        .create_group(&name, &body.subject, &body.participants)
         .await?;
     Ok(HttpResponse::Created().json(group_json(&group, true)))
 }
@@ -133,66 +75,11 @@ pub async fn update_participant(
         .group_jid
         .or(body.group_jid)
         .ok_or_else(|| ApiError::BadRequest("'groupJid' is required (query or body)".into()))?;
-    let members = parse_members(&body.participants)?;
-    if members.is_empty() {
-        return Err(ApiError::BadRequest(
-            "'participants' must not be empty".into(),
-        ));
-    }
-    let (action, change) = match body.action.as_str() {
-        "add" => (
-            GroupAction::ParticipantAdd,
-            Change::AddGroupMembers {
-                instance: name.clone(),
-                id: group_id.clone(),
-                members: members.clone(),
-            },
-        ),
-        "remove" => (
-            GroupAction::ParticipantRemove,
-            Change::RemoveGroupMembers {
-                instance: name.clone(),
-                id: group_id.clone(),
-                members: members.clone(),
-            },
-        ),
-        other => {
-            return Err(ApiError::BadRequest(format!(
-                "'action' must be 'add' or 'remove', not '{}'",
-                super::truncate(other, 40)
-            )))
-        }
-    };
-    let groups = state.log.store().groups(&name).await?;
-    let group = groups
-        .iter()
-        .find(|g| g.id == group_id)
-        .ok_or_else(|| ApiError::NotFound(format!("group '{group_id}' not found")))?;
-    // The event names the members that changed, as Evolution's
-    // GROUP_PARTICIPANTS_UPDATE does.
-    let event = GroupData {
-        id: group_id.clone(),
-        action,
-        metadata: GroupMetadata {
-            name: group.name.clone(),
-            participants: members,
-            owner: group.owner.clone(),
-        },
-    }
-    .into_event(&name);
-    state
-        .log
-        .append(Job {
-            events: vec![event],
-            changes: vec![change],
-        })
+    let group = state
+        .service
+        .update_group_members(&name, &group_id, &body.action, &body.participants)
         .await?;
-    let updated = state.log.store().groups(&name).await?;
-    let group = updated
-        .iter()
-        .find(|g| g.id == group_id)
-        .ok_or_else(|| ApiError::NotFound(format!("group '{group_id}' not found")))?;
-    Ok(HttpResponse::Ok().json(group_json(group, true)))
+    Ok(HttpResponse::Ok().json(group_json(&group, true)))
 }
 
 #[derive(Deserialize)]
@@ -209,11 +96,8 @@ pub async fn fetch_all(
     query: web::Query<FetchQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let name = caller.instance(&path)?;
-    if state.registry.get(&name).is_none() {
-        return Err(ApiError::NotFound(format!("instance '{name}' not found")));
-    }
     let with_participants = query.get_participants.unwrap_or(true);
-    let groups = state.log.store().groups(&name).await?;
+    let groups = state.service.groups(&name).await?;
     let list: Vec<_> = groups
         .iter()
         .map(|g| group_json(g, with_participants))

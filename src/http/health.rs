@@ -14,12 +14,12 @@ pub async fn health() -> HttpResponse {
 
 /// Readiness: the database answers and the server is not shutting down.
 pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
-    let backend = state.log.store().backend_name();
+    let backend = state.service.database_name();
     if state.shutdown.is_cancelled() {
         return HttpResponse::ServiceUnavailable()
             .json(json!({ "status": "shutting_down", "database": backend }));
     }
-    match state.log.store().ping().await {
+    match state.service.database_ready().await {
         Ok(()) => HttpResponse::Ok().json(json!({ "status": "ready", "database": backend })),
         Err(err) => {
             tracing::warn!(error = %err, "readiness check failed");
@@ -34,8 +34,8 @@ pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
 /// the code they describe; writing the dozen lines of text format by hand
 /// costs less than a metrics registry and its locking on the hot path.
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
-    let log = state.log.stats();
-    let hub = state.hub.stats();
+    let log = state.service.log().stats();
+    let hub = state.service.hub().stats();
     let mut out = String::with_capacity(1024);
     let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
         let _ = writeln!(
@@ -91,7 +91,7 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         "Times a connection fell behind its queue limit.",
         hub.lagged_connections.load(Ordering::Relaxed),
     );
-    let webhooks = state.webhooks.stats();
+    let webhooks = state.service.webhooks().stats();
     metric(
         "switchboard_webhook_deliveries_total",
         "counter",
@@ -108,13 +108,13 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         "switchboard_webhook_backlog",
         "gauge",
         "Events not yet delivered to webhooks, counted by id.",
-        state.webhooks.backlog(),
+        state.service.webhooks().backlog(),
     );
     metric(
         "switchboard_instances",
         "gauge",
         "Instances on this node.",
-        state.registry.list().len() as u64,
+        state.service.instances().len() as u64,
     );
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")

@@ -5,16 +5,10 @@ use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{AppState, Caller};
+use super::{error::ApiError, AppState, Caller};
 use crate::{
-    error::ApiError,
-    event::{
-        data::{Payload, PresenceData},
-        TopicSet,
-    },
-    instance::InstanceName,
-    modem::DriverConfig,
-    store::{Job, Retention, WebsocketSettings},
+    domain::{DriverConfig, InstanceName, Retention, TopicSet, WebsocketSettings},
+    service::{CreateInstance, RetentionView},
 };
 
 #[derive(Deserialize)]
@@ -58,7 +52,14 @@ pub async fn create(
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let driver = body.driver.unwrap_or_default();
     let retention = body.retention.unwrap_or_default().into();
-    let (view, key) = state.registry.create(name, driver, retention).await?;
+    let (view, key) = state
+        .service
+        .create_instance(CreateInstance {
+            name,
+            driver,
+            retention,
+        })
+        .await?;
     Ok(HttpResponse::Created().json(json!({ "instance": view, "hash": key })))
 }
 
@@ -76,15 +77,11 @@ pub async fn fetch(
     let views = match &query.instance_name {
         Some(raw) => {
             let name = caller.instance(raw)?;
-            let view = state
-                .registry
-                .get(&name)
-                .ok_or_else(|| ApiError::NotFound(format!("instance '{name}' not found")))?;
-            vec![view]
+            vec![state.service.instance(&name)?]
         }
         None => state
-            .registry
-            .list()
+            .service
+            .instances()
             .into_iter()
             .filter(|v| caller.0.can_see(&v.instance_name))
             .collect(),
@@ -106,7 +103,7 @@ pub async fn connect(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let name = caller.instance(&path)?;
-    let now = state.registry.connect(&name).await?;
+    let now = state.service.connect(&name).await?;
     Ok(state_body(&name, now.evolution_name()))
 }
 
@@ -116,10 +113,7 @@ pub async fn connection_state(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let name = caller.instance(&path)?;
-    let view = state
-        .registry
-        .get(&name)
-        .ok_or_else(|| ApiError::NotFound(format!("instance '{name}' not found")))?;
+    let view = state.service.instance(&name)?;
     Ok(state_body(&name, view.status))
 }
 
@@ -129,7 +123,7 @@ pub async fn restart(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let name = caller.instance(&path)?;
-    let now = state.registry.restart(&name).await?;
+    let now = state.service.restart(&name).await?;
     Ok(state_body(&name, now.evolution_name()))
 }
 
@@ -139,7 +133,7 @@ pub async fn logout(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let name = caller.instance(&path)?;
-    let now = state.registry.logout(&name).await?;
+    let now = state.service.logout(&name).await?;
     Ok(state_body(&name, now.evolution_name()))
 }
 
@@ -150,8 +144,7 @@ pub async fn delete(
 ) -> Result<HttpResponse, ApiError> {
     caller.admin()?;
     let name = caller.instance(&path)?;
-    state.registry.delete(&name).await?;
-    state.webhooks.remove(&name);
+    state.service.delete_instance(&name).await?;
     Ok(HttpResponse::Ok().json(json!({ "instance": { "instanceName": name }, "deleted": true })))
 }
 
@@ -160,15 +153,6 @@ pub struct PresenceBody {
     presence: String,
 }
 
-/// Presences a client may set for its own instance.
-const PRESENCES: &[&str] = &[
-    "available",
-    "unavailable",
-    "composing",
-    "recording",
-    "paused",
-];
-
 pub async fn set_presence(
     caller: Caller,
     state: web::Data<AppState>,
@@ -176,30 +160,7 @@ pub async fn set_presence(
     body: web::Json<PresenceBody>,
 ) -> Result<HttpResponse, ApiError> {
     let name = caller.instance(&path)?;
-    let presence = body.presence.trim();
-    if !PRESENCES.contains(&presence) {
-        return Err(ApiError::BadRequest(format!(
-            "presence must be one of {}",
-            PRESENCES.join(", ")
-        )));
-    }
-    let own = state
-        .registry
-        .own_number(&name)
-        .ok_or_else(|| ApiError::NotFound(format!("instance '{name}' not found")))?;
-    let data = PresenceData {
-        id: own,
-        presence: presence.to_owned(),
-        last_seen: chrono::Utc::now().timestamp(),
-        typing: presence == "composing",
-    };
-    state
-        .log
-        .append(Job {
-            events: vec![data.clone().into_event(&name)],
-            changes: Vec::new(),
-        })
-        .await?;
+    let data = state.service.set_presence(&name, &body.presence).await?;
     Ok(HttpResponse::Ok().json(json!({ "instance": { "instanceName": name }, "presence": data })))
 }
 
@@ -241,7 +202,7 @@ pub async fn websocket_set(
         enabled: fields.enabled,
         events: (!events.is_empty()).then_some(events),
     };
-    state.registry.set_websocket(&name, settings).await?;
+    state.service.set_websocket(&name, settings).await?;
     Ok(websocket_body(&name, settings))
 }
 
@@ -251,7 +212,7 @@ pub async fn websocket_find(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let name = caller.instance(&path)?;
-    let settings = state.registry.websocket(&name)?;
+    let settings = state.service.websocket(&name)?;
     Ok(websocket_body(&name, settings))
 }
 
@@ -272,8 +233,8 @@ pub async fn retention_set(
     body: web::Json<RetentionBody>,
 ) -> Result<HttpResponse, ApiError> {
     let name = caller.instance(&path)?;
-    state.registry.set_retention(&name, (*body).into()).await?;
-    Ok(retention_body(&state, &name, (*body).into()))
+    let view = state.service.set_retention(&name, (*body).into()).await?;
+    Ok(retention_body(&name, view))
 }
 
 pub async fn retention_find(
@@ -282,20 +243,19 @@ pub async fn retention_find(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let name = caller.instance(&path)?;
-    let retention = state.registry.retention(&name)?;
-    Ok(retention_body(&state, &name, retention))
+    let view = state.service.retention(&name)?;
+    Ok(retention_body(&name, view))
 }
 
-fn retention_body(state: &AppState, name: &InstanceName, retention: Retention) -> HttpResponse {
-    let defaults = &state.settings.retention;
+fn retention_body(name: &InstanceName, view: RetentionView) -> HttpResponse {
     HttpResponse::Ok().json(json!({
         "retention": {
             "instanceName": name,
-            "maxAgeSecs": retention.max_age_secs,
-            "maxEvents": retention.max_events,
+            "maxAgeSecs": view.retention.max_age_secs,
+            "maxEvents": view.retention.max_events,
             "effective": {
-                "maxAgeSecs": retention.max_age_secs.unwrap_or(defaults.max_age_secs),
-                "maxEvents": retention.max_events.unwrap_or(defaults.max_events),
+                "maxAgeSecs": view.effective_max_age_secs,
+                "maxEvents": view.effective_max_events,
             },
         }
     }))

@@ -21,7 +21,7 @@ use std::{
 use parking_lot::Mutex;
 use tokio::time::Instant;
 
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 
 /// Open streams, in total and per credential.
 pub struct Connections {

@@ -6,6 +6,7 @@
 //! body of [`crate::error`], never actix's plain-text defaults.
 
 mod call;
+pub mod error;
 mod events;
 mod group;
 mod health;
@@ -33,22 +34,19 @@ use crate::{
         KeyRing, Scope,
     },
     config::Settings,
-    error::ApiError,
-    hub::Hub,
-    instance::{InstanceName, Registry},
-    store::EventLog,
+    domain::InstanceName,
+    service::Service,
 };
+use error::ApiError;
 
 /// What every handler can reach.
 pub struct AppState {
-    pub registry: Arc<Registry>,
-    pub log: EventLog,
-    pub hub: Arc<Hub>,
+    /// What the routes do; handlers only parse, authorize and map.
+    pub service: Arc<Service>,
     pub keys: Arc<KeyRing>,
     pub tokens: Arc<Tokens>,
     pub connections: Arc<limits::Connections>,
     pub auth_throttle: Arc<limits::AuthThrottle>,
-    pub webhooks: Arc<crate::webhook::Webhooks>,
     pub settings: Arc<Settings>,
     /// Fires when the server shuts down; sessions close with 1001.
     pub shutdown: CancellationToken,
@@ -163,15 +161,7 @@ fn path_error(err: PathError, _req: &HttpRequest) -> actix_web::Error {
     ApiError::BadRequest(format!("the path is not valid: {err}")).into()
 }
 
-/// Cuts client-supplied text that is echoed in an error, by characters.
-pub(crate) fn truncate(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        s.to_owned()
-    } else {
-        let cut: String = s.chars().take(max).collect();
-        format!("{cut}…")
-    }
-}
+pub(crate) use crate::domain::truncate;
 
 /// The key presented with a request: the `apikey` header or
 /// `Authorization: Bearer`, and, where `query` allows (WebSocket and SSE,

@@ -14,10 +14,10 @@ use super::{
 };
 use crate::{
     auth::Scope,
-    error::ApiError,
+    domain::InstanceName,
     event::TopicSet,
+    http::error::ApiError,
     hub::{feed::Start, Filter, InstanceFilter},
-    instance::InstanceName,
 };
 
 /// Query parameters of `/ws`, `/ws/{instance}`, `/` and `/events/stream`.
@@ -67,7 +67,7 @@ pub fn admit(
                     "this credential may not watch instance '{name}'"
                 )));
             }
-            if state.registry.get(&name).is_none() {
+            if state.service.registry().get(&name).is_none() {
                 return Err(ApiError::NotFound(format!("instance '{name}' not found")));
             }
             InstanceFilter::Only(HashSet::from([name]))

@@ -18,7 +18,7 @@ use super::{
     realtime::{admit, check_origin, Admission},
     AppState,
 };
-use crate::{error::ApiError, event::Frame, hub::feed::Feed};
+use crate::{event::Frame, http::error::ApiError, hub::feed::Feed};
 
 /// `OPTIONS /events/stream`: the CORS preflight some browsers send when an
 /// `EventSource` reconnects with `Last-Event-ID`.
@@ -71,11 +71,7 @@ pub async fn stream(
         None,
         last_event_id,
     )?;
-    let feed = Feed::new(
-        state.hub.subscribe(filter),
-        state.log.store().clone(),
-        start,
-    );
+    let feed = state.service.open_feed(filter, start);
     feed.check_cursor()
         .map_err(|e| ApiError::CursorExpired(e.to_string()))?;
     tracing::debug!(scope = %scope.describe(), ?start, "sse connected");

@@ -12,9 +12,9 @@ use serde_json::json;
 use super::{AppState, Caller};
 use crate::{
     auth::{token::Grant, Scope},
-    error::ApiError,
+    domain::InstanceName,
     event::{format_timestamp, TopicSet},
-    instance::InstanceName,
+    http::error::ApiError,
 };
 
 #[derive(Deserialize)]

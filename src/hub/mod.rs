@@ -27,9 +27,9 @@ use parking_lot::RwLock;
 pub use queue::Subscriber;
 
 use crate::{
+    domain::InstanceName,
+    domain::WebsocketSettings,
     event::{Event, Frame, Topic, TopicSet},
-    instance::InstanceName,
-    store::WebsocketSettings,
 };
 
 /// Which instances a filter covers.
@@ -256,6 +256,20 @@ impl Hub {
         let mut routes = self.routes.write();
         routes.websocket.remove(name);
         routes.horizons.remove(name);
+    }
+}
+
+impl crate::store::Publish for Hub {
+    fn publish(&self, events: &[Event]) {
+        Hub::publish(self, events);
+    }
+
+    fn last_published(&self) -> i64 {
+        Hub::last_published(self)
+    }
+
+    fn resync_all(&self) {
+        Hub::resync_all(self);
     }
 }
 

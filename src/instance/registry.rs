@@ -1,26 +1,32 @@
-//! The registry: every instance of this node, its stored settings and its
-//! supervisor.
+//! The registry: every instance of this node, its stored settings, its key
+//! digest and its supervisor.
 //!
-//! The map is behind a plain mutex that is only held to look up or swap
-//! entries, never across an `.await`. A name being created is reserved in the
-//! map first, so two concurrent creates of one name cannot both succeed.
+//! The registry holds what is running, not what is decided: the service
+//! layer commits a change first and then tells the registry, so the map
+//! never shows something the log does not. The map is behind a plain mutex
+//! that is only held to look up or swap entries, never across an `.await`.
+//! A name being created is reserved in the map first (and one being deleted
+//! stays marked until its deletion commits), so two concurrent requests for
+//! one name cannot both succeed.
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{collections::HashMap, sync::Arc};
 
-use chrono::Utc;
 use parking_lot::Mutex;
 use serde::Serialize;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use uuid::Uuid;
 
-use super::{supervisor::Supervisor, InstanceName};
+use super::supervisor::Supervisor;
 use crate::{
-    auth::{self, KeyRing},
-    config::{InstanceSeed, ModemSettings},
-    event::data::{ConnectionState, InstanceAction, InstanceData, Payload},
+    config::ModemSettings,
+    domain::{
+        key::{parse_digest, KeyDigest},
+        DriverConfig, InstanceName, Retention,
+    },
+    event::{data::ConnectionState, format_timestamp},
     hub::Hub,
-    modem::{Command, DriverConfig},
-    store::{Change, EventLog, InstanceRow, Job, Retention, StoreError, WebsocketSettings},
+    modem::Command,
+    store::{EventLog, InstanceRow, StoreError},
 };
 
 /// Why a registry operation failed.
@@ -30,19 +36,6 @@ pub enum RegistryError {
     NotFound(InstanceName),
     #[error("{0}")]
     Conflict(String),
-    #[error("{0}")]
-    Invalid(String),
-    #[error(transparent)]
-    Store(StoreError),
-}
-
-impl From<StoreError> for RegistryError {
-    fn from(err: StoreError) -> Self {
-        match err {
-            StoreError::Conflict(msg) => RegistryError::Conflict(msg),
-            other => RegistryError::Store(other),
-        }
-    }
 }
 
 /// An instance as the API shows it: no secrets.
@@ -57,9 +50,23 @@ pub struct InstanceView {
     pub created_at: String,
 }
 
+impl InstanceView {
+    pub fn of(row: &InstanceRow, state: ConnectionState) -> InstanceView {
+        InstanceView {
+            instance_name: row.name.clone(),
+            instance_id: row.id,
+            driver: row.driver.clone(),
+            status: state.evolution_name(),
+            created_at: format_timestamp(row.created_at),
+        }
+    }
+}
+
 enum Slot {
     /// Reserved while its creation commits.
     Creating,
+    /// Stopped while its deletion commits.
+    Deleting,
     Ready {
         row: Box<InstanceRow>,
         supervisor: Supervisor,
@@ -68,28 +75,55 @@ enum Slot {
 
 pub struct Registry {
     instances: Mutex<HashMap<InstanceName, Slot>>,
+    /// Instance key digests, so a presented key finds its instance. An entry
+    /// lives exactly as long as its instance: deleting one revokes its key.
+    keys: Mutex<HashMap<KeyDigest, InstanceName>>,
     log: EventLog,
     hub: Arc<Hub>,
-    keys: Arc<KeyRing>,
     settings: ModemSettings,
     shutdown: CancellationToken,
     tracker: TaskTracker,
+}
+
+/// A name held while its creation commits; dropping it unreserves the name.
+pub struct Reservation<'a> {
+    registry: &'a Registry,
+    name: InstanceName,
+    filled: bool,
+}
+
+impl Reservation<'_> {
+    /// Registers the committed instance and starts its actor.
+    pub fn fill(mut self, row: InstanceRow) -> InstanceView {
+        self.filled = true;
+        self.registry.insert(row, ConnectionState::Connecting)
+    }
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        if !self.filled {
+            let mut instances = self.registry.instances.lock();
+            if matches!(instances.get(&self.name), Some(Slot::Creating)) {
+                instances.remove(&self.name);
+            }
+        }
+    }
 }
 
 impl Registry {
     pub fn new(
         log: EventLog,
         hub: Arc<Hub>,
-        keys: Arc<KeyRing>,
         settings: ModemSettings,
         shutdown: CancellationToken,
         tracker: TaskTracker,
     ) -> Registry {
         Registry {
             instances: Mutex::new(HashMap::new()),
+            keys: Mutex::new(HashMap::new()),
             log,
             hub,
-            keys,
             settings,
             shutdown,
             tracker,
@@ -101,152 +135,94 @@ impl Registry {
         let rows = self.log.store().load_instances().await?;
         let count = rows.len();
         for row in rows {
-            self.keys.add_instance(row.name.clone(), &row.key_hash);
-            self.hub.set_websocket(&row.name, row.websocket);
-            let supervisor = self.spawn_supervisor(&row);
-            self.instances.lock().insert(
-                row.name.clone(),
-                Slot::Ready {
-                    row: Box::new(row),
-                    supervisor,
-                },
-            );
+            self.insert(row, ConnectionState::Disconnected);
         }
         Ok(count)
     }
 
-    /// Creates the configured instances that do not exist yet. Their keys are
-    /// not shown: use the admin key, or delete and create one to get a key.
-    pub async fn ensure(&self, seeds: &[InstanceSeed]) -> anyhow::Result<()> {
-        for seed in seeds {
-            let name = InstanceName::parse(&seed.name)
-                .map_err(|e| anyhow::anyhow!("[[instances]]: {e}"))?;
-            if self.instances.lock().contains_key(&name) {
-                continue;
-            }
-            match self
-                .create(name.clone(), seed.driver.clone(), Retention::default())
-                .await
-            {
-                Ok(_) => tracing::info!(instance = %name, "created the configured instance"),
-                Err(RegistryError::Conflict(_)) => {}
-                Err(err) => {
-                    anyhow::bail!("could not create the configured instance '{name}': {err}")
-                }
-            }
+    /// Holds `name` for a creation, or says why it cannot be created.
+    pub fn reserve(&self, name: &InstanceName) -> Result<Reservation<'_>, RegistryError> {
+        let mut instances = self.instances.lock();
+        if instances.contains_key(name) {
+            return Err(RegistryError::Conflict(format!(
+                "instance '{name}' already exists"
+            )));
         }
-        Ok(())
+        instances.insert(name.clone(), Slot::Creating);
+        Ok(Reservation {
+            registry: self,
+            name: name.clone(),
+            filled: false,
+        })
     }
 
-    /// Creates and starts an instance. Returns it and its key, which is
-    /// shown this once and stored only as a hash.
-    pub async fn create(
-        &self,
-        name: InstanceName,
-        driver: DriverConfig,
-        retention: Retention,
-    ) -> Result<(InstanceView, String), RegistryError> {
-        driver.validate().map_err(RegistryError::Invalid)?;
-        {
-            let mut instances = self.instances.lock();
-            if instances.contains_key(&name) {
-                return Err(RegistryError::Conflict(format!(
-                    "instance '{name}' already exists"
-                )));
+    fn insert(&self, row: InstanceRow, state: ConnectionState) -> InstanceView {
+        match parse_digest(&row.key_hash) {
+            Some(digest) => {
+                self.keys.lock().insert(digest, row.name.clone());
             }
-            instances.insert(name.clone(), Slot::Creating);
+            None => {
+                tracing::error!(instance = %row.name, "stored key hash is malformed; the instance key will not work")
+            }
         }
-        let key = auth::generate_key();
-        let row = InstanceRow {
-            name: name.clone(),
-            id: Uuid::now_v7(),
-            driver,
-            key_hash: hex::encode(auth::digest(&key)),
-            enabled: true,
-            websocket: WebsocketSettings::default(),
-            retention,
-            created_at: Utc::now(),
-        };
-        let view = view_of(&row, ConnectionState::Connecting);
-        let event = InstanceData {
-            action: InstanceAction::Created,
-            instance: serde_json::to_value(&view).unwrap_or_default(),
-        }
-        .into_event(&name);
-        let committed = self
-            .log
-            .append(Job {
-                events: vec![event],
-                changes: vec![Change::CreateInstance(row.clone())],
-            })
-            .await;
-        if let Err(err) = committed {
-            self.instances.lock().remove(&name);
-            return Err(err.into());
-        }
-        self.keys.add_instance(name.clone(), &row.key_hash);
-        self.hub.set_websocket(&name, row.websocket);
+        self.hub.set_websocket(&row.name, row.websocket);
+        let view = InstanceView::of(&row, state);
         let supervisor = self.spawn_supervisor(&row);
         self.instances.lock().insert(
-            name,
+            row.name.clone(),
             Slot::Ready {
                 row: Box::new(row),
                 supervisor,
             },
         );
-        Ok((view, key))
+        view
     }
 
-    /// Stops the instance and deletes it with everything it owns.
-    pub async fn delete(&self, name: &InstanceName) -> Result<(), RegistryError> {
-        // Bound first: the guard must be gone before the arms lock again.
-        let slot = self.instances.lock().remove(name);
-        let (row, supervisor) = match slot {
-            Some(Slot::Ready { row, supervisor }) => (row, supervisor),
-            Some(Slot::Creating) => {
-                // Put the reservation back: its creator still owns it.
-                self.instances.lock().insert(name.clone(), Slot::Creating);
-                return Err(RegistryError::Conflict(format!(
-                    "instance '{name}' is still being created"
-                )));
+    /// Stops an instance's actor ahead of its deletion; the name stays
+    /// taken (and its key valid) until [`Registry::forget`] or
+    /// [`Registry::reattach`].
+    pub async fn detach(&self, name: &InstanceName) -> Result<InstanceRow, RegistryError> {
+        let (row, supervisor) = {
+            let mut instances = self.instances.lock();
+            match instances.get(name) {
+                Some(Slot::Ready { .. }) => {}
+                Some(Slot::Creating | Slot::Deleting) => {
+                    return Err(RegistryError::Conflict(format!(
+                        "instance '{name}' is being created or deleted"
+                    )))
+                }
+                None => return Err(RegistryError::NotFound(name.clone())),
             }
-            None => return Err(RegistryError::NotFound(name.clone())),
+            match instances.insert(name.clone(), Slot::Deleting) {
+                Some(Slot::Ready { row, supervisor }) => (row, supervisor),
+                _ => unreachable!("checked above under the same lock"),
+            }
         };
         let _ = supervisor.stop().await;
-        let event = InstanceData {
-            action: InstanceAction::Deleted,
-            instance: serde_json::json!({ "instanceName": name }),
-        }
-        .into_event(name);
-        let committed = self
-            .log
-            .append(Job {
-                events: vec![event],
-                changes: vec![Change::DeleteInstance(name.clone())],
-            })
-            .await;
-        match committed {
-            Ok(_) => {
-                self.keys.remove_instance(name);
-                self.hub.forget_instance(name);
-                tracing::info!(instance = %name, "instance deleted");
-                Ok(())
-            }
-            Err(err) => {
-                // Nothing was deleted: bring the instance back as it was.
-                let supervisor = self.spawn_supervisor(&row);
-                self.instances
-                    .lock()
-                    .insert(name.clone(), Slot::Ready { row, supervisor });
-                Err(err.into())
-            }
-        }
+        Ok(*row)
+    }
+
+    /// Brings back a detached instance whose deletion did not commit.
+    pub fn reattach(&self, row: InstanceRow) {
+        self.insert(row, ConnectionState::Disconnected);
+    }
+
+    /// Drops a deleted instance: its name, key and stream settings.
+    pub fn forget(&self, name: &InstanceName) {
+        self.instances.lock().remove(name);
+        self.keys.lock().retain(|_, n| n != name);
+        self.hub.forget_instance(name);
+    }
+
+    /// The instance a presented key's digest belongs to.
+    pub fn instance_for_key(&self, digest: &KeyDigest) -> Option<InstanceName> {
+        self.keys.lock().get(digest).cloned()
     }
 
     pub fn get(&self, name: &InstanceName) -> Option<InstanceView> {
         match self.instances.lock().get(name)? {
-            Slot::Ready { row, supervisor } => Some(view_of(row, supervisor.state())),
-            Slot::Creating => None,
+            Slot::Ready { row, supervisor } => Some(InstanceView::of(row, supervisor.state())),
+            Slot::Creating | Slot::Deleting => None,
         }
     }
 
@@ -256,12 +232,29 @@ impl Registry {
             .lock()
             .values()
             .filter_map(|slot| match slot {
-                Slot::Ready { row, supervisor } => Some(view_of(row, supervisor.state())),
-                Slot::Creating => None,
+                Slot::Ready { row, supervisor } => Some(InstanceView::of(row, supervisor.state())),
+                Slot::Creating | Slot::Deleting => None,
             })
             .collect();
         views.sort_by(|a, b| a.instance_name.cmp(&b.instance_name));
         views
+    }
+
+    /// A copy of the instance's stored settings.
+    pub fn row(&self, name: &InstanceName) -> Result<InstanceRow, RegistryError> {
+        match self.instances.lock().get(name) {
+            Some(Slot::Ready { row, .. }) => Ok((**row).clone()),
+            _ => Err(RegistryError::NotFound(name.clone())),
+        }
+    }
+
+    /// Applies a committed change of settings to the running instance.
+    pub fn update(&self, name: &InstanceName, change: impl FnOnce(&mut InstanceRow)) {
+        let mut instances = self.instances.lock();
+        if let Some(Slot::Ready { row, .. }) = instances.get_mut(name) {
+            change(row);
+            self.hub.set_websocket(name, row.websocket);
+        }
     }
 
     pub fn supervisor(&self, name: &InstanceName) -> Result<Supervisor, RegistryError> {
@@ -281,51 +274,8 @@ impl Registry {
                 .configured_number(name)
                 .or_else(|| supervisor.reported_number())
                 .or_else(|| Some(name.to_string())),
-            Slot::Creating => None,
+            Slot::Creating | Slot::Deleting => None,
         }
-    }
-
-    /// Starts the actor and remembers that it should run.
-    pub async fn connect(&self, name: &InstanceName) -> Result<ConnectionState, RegistryError> {
-        let supervisor = self.supervisor(name)?;
-        self.set_enabled(name, true).await?;
-        supervisor
-            .connect()
-            .await
-            .map_err(|_| RegistryError::NotFound(name.clone()))?;
-        // Give a fast driver the chance to report `open` in this answer.
-        supervisor
-            .wait_for(Duration::from_millis(500), |s| {
-                s != ConnectionState::Connecting
-            })
-            .await;
-        Ok(supervisor.state())
-    }
-
-    /// Stops the actor and remembers that it should not run; data is kept.
-    pub async fn logout(&self, name: &InstanceName) -> Result<ConnectionState, RegistryError> {
-        let supervisor = self.supervisor(name)?;
-        self.set_enabled(name, false).await?;
-        supervisor
-            .logout()
-            .await
-            .map_err(|_| RegistryError::NotFound(name.clone()))?;
-        Ok(supervisor.state())
-    }
-
-    pub async fn restart(&self, name: &InstanceName) -> Result<ConnectionState, RegistryError> {
-        let supervisor = self.supervisor(name)?;
-        self.set_enabled(name, true).await?;
-        supervisor
-            .restart()
-            .await
-            .map_err(|_| RegistryError::NotFound(name.clone()))?;
-        supervisor
-            .wait_for(Duration::from_millis(500), |s| {
-                s != ConnectionState::Connecting
-            })
-            .await;
-        Ok(supervisor.state())
     }
 
     pub fn command(&self, name: &InstanceName, command: Command) -> Result<bool, RegistryError> {
@@ -338,63 +288,6 @@ impl Registry {
         }
     }
 
-    pub fn websocket(&self, name: &InstanceName) -> Result<WebsocketSettings, RegistryError> {
-        match self.instances.lock().get(name) {
-            Some(Slot::Ready { row, .. }) => Ok(row.websocket),
-            _ => Err(RegistryError::NotFound(name.clone())),
-        }
-    }
-
-    pub async fn set_websocket(
-        &self,
-        name: &InstanceName,
-        settings: WebsocketSettings,
-    ) -> Result<(), RegistryError> {
-        self.supervisor(name)?;
-        self.log
-            .append(Job {
-                events: Vec::new(),
-                changes: vec![Change::SetWebsocket {
-                    name: name.clone(),
-                    settings,
-                }],
-            })
-            .await?;
-        if let Some(Slot::Ready { row, .. }) = self.instances.lock().get_mut(name) {
-            row.websocket = settings;
-        }
-        self.hub.set_websocket(name, settings);
-        Ok(())
-    }
-
-    pub fn retention(&self, name: &InstanceName) -> Result<Retention, RegistryError> {
-        match self.instances.lock().get(name) {
-            Some(Slot::Ready { row, .. }) => Ok(row.retention),
-            _ => Err(RegistryError::NotFound(name.clone())),
-        }
-    }
-
-    pub async fn set_retention(
-        &self,
-        name: &InstanceName,
-        retention: Retention,
-    ) -> Result<(), RegistryError> {
-        self.supervisor(name)?;
-        self.log
-            .append(Job {
-                events: Vec::new(),
-                changes: vec![Change::SetRetention {
-                    name: name.clone(),
-                    retention,
-                }],
-            })
-            .await?;
-        if let Some(Slot::Ready { row, .. }) = self.instances.lock().get_mut(name) {
-            row.retention = retention;
-        }
-        Ok(())
-    }
-
     /// Every instance with its retention, for the pruner.
     pub fn retention_plan(&self) -> Vec<(InstanceName, Retention)> {
         self.instances
@@ -402,32 +295,9 @@ impl Registry {
             .iter()
             .filter_map(|(name, slot)| match slot {
                 Slot::Ready { row, .. } => Some((name.clone(), row.retention)),
-                Slot::Creating => None,
+                Slot::Creating | Slot::Deleting => None,
             })
             .collect()
-    }
-
-    async fn set_enabled(&self, name: &InstanceName, enabled: bool) -> Result<(), RegistryError> {
-        let already = matches!(
-            self.instances.lock().get(name),
-            Some(Slot::Ready { row, .. }) if row.enabled == enabled
-        );
-        if already {
-            return Ok(());
-        }
-        self.log
-            .append(Job {
-                events: Vec::new(),
-                changes: vec![Change::SetEnabled {
-                    name: name.clone(),
-                    enabled,
-                }],
-            })
-            .await?;
-        if let Some(Slot::Ready { row, .. }) = self.instances.lock().get_mut(name) {
-            row.enabled = enabled;
-        }
-        Ok(())
     }
 
     fn spawn_supervisor(&self, row: &InstanceRow) -> Supervisor {
@@ -440,15 +310,5 @@ impl Registry {
             self.shutdown.clone(),
             &self.tracker,
         )
-    }
-}
-
-fn view_of(row: &InstanceRow, state: ConnectionState) -> InstanceView {
-    InstanceView {
-        instance_name: row.name.clone(),
-        instance_id: row.id,
-        driver: row.driver.clone(),
-        status: state.evolution_name(),
-        created_at: crate::event::format_timestamp(row.created_at),
     }
 }

@@ -17,10 +17,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     config::ModemSettings,
-    event::data::{ConnectionData, ConnectionInfo, ConnectionState, Payload},
-    instance::InstanceName,
-    modem::{self, ActorContext, Command, DriverConfig, DriverError},
-    store::{EventLog, Job},
+    domain::DriverConfig,
+    domain::InstanceName,
+    event::data::ConnectionState,
+    modem::{self, ActorContext, Command, DriverError},
+    store::EventLog,
 };
 
 /// Lifecycle requests waiting for the supervisor.
@@ -319,16 +320,7 @@ impl Task {
     /// Records a change of state, then makes it visible: whoever sees the
     /// new state can already read its event from the log.
     async fn set_state(&self, state: ConnectionState, reason: Option<String>) {
-        let event =
-            ConnectionData::new(state, reason, ConnectionInfo::default()).into_event(&self.name);
-        if let Err(err) = self
-            .log
-            .append(Job {
-                events: vec![event],
-                changes: Vec::new(),
-            })
-            .await
-        {
+        if let Err(err) = modem::record_state(&self.log, &self.name, state, reason).await {
             // The state itself is kept in memory; only its event is lost, and
             // the next change reports the state again.
             tracing::warn!(instance = %self.name, ?state, error = %err, "could not record a connection change");

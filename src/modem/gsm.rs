@@ -30,11 +30,11 @@ use super::{
         parse::{self, StoredPdu},
         AtConnection, AtError, ModemError, Network, Response, Urc,
     },
-    options::{GnssVendor, ModemOptions, SerialConfig, TcpConfig},
     pdu::{self, Deliver, DeliveryOutcome, Pdu, StatusReport, SubmitOptions},
-    ActorContext, Command, DriverError, PhoneNumber,
+    ActorContext, Command, DriverError,
 };
 use crate::{
+    domain::{GnssVendor, ModemOptions, PhoneNumber, SerialConfig, TcpConfig},
     event::data::{
         CallData, CallStatus, ConnectionInfo, DeliveryData, DeliveryStatus, Direction,
         LocationData, Me, MessageData, Payload,
@@ -1281,7 +1281,7 @@ fn concat_reference(id: &str) -> u16 {
 }
 
 /// Identifies a received PDU, so one read twice is committed once.
-fn digest(instance: &crate::instance::InstanceName, pdu: &str) -> String {
+fn digest(instance: &crate::domain::InstanceName, pdu: &str) -> String {
     let mut hasher = Sha256::new();
     hasher.update(instance.as_str().as_bytes());
     hasher.update([0]);

@@ -15,8 +15,6 @@
 
 pub mod at;
 pub mod gsm;
-pub mod number;
-pub mod options;
 pub mod pdu;
 pub mod serial;
 pub mod sim;
@@ -25,70 +23,14 @@ pub mod tcp;
 
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    domain::{DriverConfig, InstanceName, PhoneNumber},
     event::data::{ConnectionData, ConnectionInfo, ConnectionState, Payload},
-    instance::InstanceName,
     store::{EventLog, Job, StoreError},
 };
-
-pub use number::PhoneNumber;
-pub use options::{FlowControl, GnssOptions, GnssVendor, ModemOptions, SerialConfig, TcpConfig};
-pub use simulator::SimulatorConfig;
-
-/// Which modem an instance drives, as given to `instance/create`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "lowercase")]
-pub enum DriverConfig {
-    /// A virtual modem: the demo driver and the load generator.
-    Simulator(SimulatorConfig),
-    /// A modem on a local serial port.
-    Serial(SerialConfig),
-    /// A modem behind a serial-to-TCP bridge.
-    Tcp(TcpConfig),
-}
-
-impl DriverConfig {
-    /// Checks values serde cannot (ranges, formats); the message says what to fix.
-    pub fn validate(&self) -> Result<(), String> {
-        match self {
-            DriverConfig::Simulator(c) => c.validate(),
-            DriverConfig::Serial(c) => c.validate(),
-            DriverConfig::Tcp(c) => c.validate(),
-        }
-    }
-
-    /// The instance's own number when it is known without asking the modem:
-    /// configured, or (for the simulator) derived from the name.
-    pub fn configured_number(&self, instance: &InstanceName) -> Option<String> {
-        match self {
-            DriverConfig::Simulator(c) => Some(c.number_for(instance)),
-            DriverConfig::Serial(SerialConfig { modem, .. })
-            | DriverConfig::Tcp(TcpConfig { modem, .. }) => modem
-                .number
-                .as_deref()
-                .and_then(|n| PhoneNumber::parse(n).ok())
-                .map(|n| n.to_string()),
-        }
-    }
-
-    pub fn kind(&self) -> &'static str {
-        match self {
-            DriverConfig::Simulator(_) => "simulator",
-            DriverConfig::Serial(_) => "serial",
-            DriverConfig::Tcp(_) => "tcp",
-        }
-    }
-}
-
-impl Default for DriverConfig {
-    fn default() -> Self {
-        DriverConfig::Simulator(SimulatorConfig::default())
-    }
-}
 
 /// Commands the API sends to a running driver.
 #[derive(Debug)]
@@ -191,6 +133,23 @@ impl ActorContext {
     }
 }
 
+/// Records a modem actor's change of state (as its supervisor sees it) as a
+/// `connection` event.
+pub async fn record_state(
+    log: &EventLog,
+    instance: &InstanceName,
+    state: ConnectionState,
+    reason: Option<String>,
+) -> Result<(), StoreError> {
+    let event = ConnectionData::new(state, reason, ConnectionInfo::default()).into_event(instance);
+    log.append(Job {
+        events: vec![event],
+        changes: Vec::new(),
+    })
+    .await
+    .map(|_| ())
+}
+
 /// Whether long messages carry a 16-bit concatenation reference. The 8-bit
 /// one is what every handset and network understands and leaves a part one
 /// more octet of text; the driver and the part count the API reports both
@@ -220,5 +179,31 @@ pub async fn run(config: DriverConfig, ctx: ActorContext) -> Result<(), DriverEr
             let modem = config.modem.clone();
             gsm::run(gsm::Link::Tcp(config), modem, ctx).await
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::part_count;
+    use crate::domain::PhoneNumber;
+
+    fn parts(text: &str) -> u32 {
+        let to = PhoneNumber::parse("+15551234567").expect("a number");
+        part_count(&to, text).expect("encodable")
+    }
+
+    #[test]
+    fn parts_follow_the_sms_limits() {
+        assert_eq!(parts(&"a".repeat(160)), 1);
+        assert_eq!(parts(&"a".repeat(161)), 2);
+        assert_eq!(parts(&"a".repeat(306)), 2);
+        assert_eq!(parts(&"a".repeat(307)), 3);
+        assert_eq!(parts(&"€".repeat(80)), 1);
+        assert_eq!(parts(&"€".repeat(81)), 2);
+        assert_eq!(parts(&"ж".repeat(70)), 1);
+        assert_eq!(parts(&"ж".repeat(71)), 2);
+        // An emoji is two UTF-16 units, and a pair is never split.
+        assert_eq!(parts(&"😀".repeat(35)), 1);
+        assert_eq!(parts(&"😀".repeat(36)), 2);
     }
 }

@@ -6,10 +6,8 @@ use std::time::Duration;
 
 use tokio_serial::SerialPortBuilderExt;
 
-use super::{
-    at::Transport,
-    options::{FlowControl, SerialConfig},
-};
+use super::at::Transport;
+use crate::domain::{FlowControl, SerialConfig};
 
 /// Opens the port in raw 8N1 mode with the configured rate and flow control.
 pub fn open(config: &SerialConfig) -> Result<Box<dyn Transport>, String> {

@@ -14,11 +14,13 @@ use std::{
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use serde::{Deserialize, Serialize};
+
 use tokio::{sync::oneshot, time::Instant};
 
-use super::{number::PhoneNumber, ActorContext, DriverError};
+use super::{ActorContext, DriverError};
+use crate::domain::SimulatorConfig;
 use crate::{
+    domain::InstanceName,
     event::{
         data::{
             CallData, CallStatus, ConnectionData, ConnectionInfo, ConnectionState, DeliveryData,
@@ -27,92 +29,15 @@ use crate::{
         },
         NewEvent,
     },
-    instance::InstanceName,
     store::{Change, Committed, Job, OutboxRow, StoreError},
 };
 
-/// How the virtual modem behaves.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct SimulatorConfig {
-    /// The modem's own number; derived from the instance name when absent.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub number: Option<String>,
-    /// Delay from accepting a message to the `sent` report.
-    pub sent_delay_ms: u64,
-    /// Delay from `sent` to `delivered`.
-    pub delivered_delay_ms: u64,
-    /// Delay from `delivered` to the recipient's echo reply.
-    pub reply_delay_ms: u64,
-    /// Whether recipients answer with an echo.
-    pub echo: bool,
-    /// Random inbound events per second; 0 turns them off.
-    pub rate: f64,
-    /// Seed of the random traffic; the same seed gives the same events.
-    pub seed: u64,
-    /// Fault injection: the virtual modem drops out this long after each
-    /// start, so supervision and recovery can be watched.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub fail_after_ms: Option<u64>,
-}
-
-impl Default for SimulatorConfig {
-    fn default() -> Self {
-        SimulatorConfig {
-            number: None,
-            sent_delay_ms: 50,
-            delivered_delay_ms: 150,
-            reply_delay_ms: 200,
-            echo: true,
-            rate: 0.0,
-            seed: 1,
-            fail_after_ms: None,
-        }
-    }
-}
-
-/// Longest delay accepted, so a typo cannot park a message for weeks.
-const MAX_DELAY_MS: u64 = 3_600_000;
-/// Highest random event rate accepted.
-const MAX_RATE: f64 = 1_000_000.0;
 /// How often the random generator runs; each tick emits one batch.
 const TICK: Duration = Duration::from_millis(10);
 /// Batches the generator may have waiting for commit before it waits itself.
 const IN_FLIGHT: usize = 8;
 /// Queued messages fetched from the outbox at a time.
 const OUTBOX_PAGE: i64 = 100;
-
-impl SimulatorConfig {
-    pub fn validate(&self) -> Result<(), String> {
-        if let Some(number) = &self.number {
-            PhoneNumber::parse(number).map_err(|e| format!("driver.number: {e}"))?;
-        }
-        for (field, value) in [
-            ("sent_delay_ms", self.sent_delay_ms),
-            ("delivered_delay_ms", self.delivered_delay_ms),
-            ("reply_delay_ms", self.reply_delay_ms),
-        ] {
-            if value > MAX_DELAY_MS {
-                return Err(format!("driver.{field} must be at most {MAX_DELAY_MS}"));
-            }
-        }
-        if !self.rate.is_finite() || self.rate < 0.0 || self.rate > MAX_RATE {
-            return Err(format!("driver.rate must be between 0 and {MAX_RATE}"));
-        }
-        Ok(())
-    }
-
-    /// The number, or one derived from the instance name (stable across runs).
-    pub fn number_for(&self, instance: &InstanceName) -> String {
-        self.number.clone().unwrap_or_else(|| {
-            let hash = instance
-                .as_str()
-                .bytes()
-                .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
-            format!("+1555{:07}", hash % 10_000_000)
-        })
-    }
-}
 
 /// Something the virtual network will do later.
 #[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use tokio::net::TcpStream;
 
-use super::{at::Transport, options::TcpConfig};
+use super::at::Transport;
+use crate::domain::TcpConfig;
 
 /// Longest wait for the bridge to accept the connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);

@@ -3,7 +3,8 @@
 //! Jobs from every instance and the API queue on one bounded channel. The
 //! writer takes whatever is waiting (never waiting for more, so a lone event
 //! is not delayed), commits it as one transaction, and only then hands the
-//! committed events to the hub and answers the callers: durable before
+//! committed events to whoever publishes them (the hub, through the
+//! [`Publish`] trait) and answers the callers: durable before
 //! visible (invariant 1), and throughput that grows with load instead of
 //! being one commit per event.
 
@@ -16,12 +17,25 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use super::{Committed, Job, LogQuery, Store, StoreError};
-use crate::{event::TopicSet, hub::Hub};
+use crate::event::{Event, TopicSet};
 
 /// Jobs waiting for the writer; callers wait when it is full (backpressure).
 const QUEUE_JOBS: usize = 4096;
 /// Most events committed in one transaction.
 const MAX_BATCH_EVENTS: usize = 8192;
+
+/// Where committed events go to be seen: the node's fan-out. The writer
+/// knows it only through this trait, so the store does not depend on the
+/// stage that delivers.
+pub trait Publish: Send + Sync + 'static {
+    /// Hands over committed events, in id order. Must not wait.
+    fn publish(&self, events: &[Event]);
+    /// The id of the newest event published so far.
+    fn last_published(&self) -> i64;
+    /// Tells every consumer to catch up from the log, for when some
+    /// committed events cannot be handed over directly.
+    fn resync_all(&self);
+}
 
 type Reply = oneshot::Sender<Result<Vec<Committed>, StoreError>>;
 
@@ -49,7 +63,7 @@ impl EventLog {
     /// the jobs already queued.
     pub fn start(
         store: Store,
-        hub: Arc<Hub>,
+        hub: Arc<dyn Publish>,
         shutdown: CancellationToken,
         tracker: &TaskTracker,
     ) -> EventLog {
@@ -98,7 +112,7 @@ impl EventLog {
 
 async fn run(
     store: Store,
-    hub: Arc<Hub>,
+    hub: Arc<dyn Publish>,
     mut rx: mpsc::Receiver<(Job, Option<Reply>)>,
     shutdown: CancellationToken,
     stats: Arc<LogStats>,
@@ -147,7 +161,7 @@ async fn run(
                 // Committed events nobody published (a commit whose answer
                 // was lost in an outage, or another writer) go out first.
                 if batch.previous_head > published {
-                    publish_missed(&store, &hub, published, batch.previous_head).await;
+                    publish_missed(&store, hub.as_ref(), published, batch.previous_head).await;
                 }
                 // Visible only now that it is durable.
                 hub.publish(&batch.events);
@@ -179,7 +193,7 @@ async fn run(
 
 /// Publishes the committed events with ids in `(after, through]` that were
 /// never published, reading them back from the log.
-async fn publish_missed(store: &Store, hub: &Hub, after: i64, through: i64) {
+async fn publish_missed(store: &Store, hub: &dyn Publish, after: i64, through: i64) {
     tracing::warn!(
         after,
         through,

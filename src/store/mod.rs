@@ -24,12 +24,11 @@ use serde_json::value::RawValue;
 use uuid::Uuid;
 
 use crate::{
+    domain::{DriverConfig, InstanceName, Retention, WebsocketSettings},
     event::{data::DeliveryStatus, Event, NewEvent, Topic, TopicSet},
-    instance::InstanceName,
-    modem::DriverConfig,
 };
 
-pub use log::EventLog;
+pub use log::{EventLog, Publish};
 
 /// Why a store operation failed, sorted by what the caller should do.
 #[derive(Debug, thiserror::Error)]
@@ -158,32 +157,6 @@ pub struct InboundPartRow {
     /// The service centre time stamp, Unix seconds.
     pub sent_at: i64,
     pub received_at: DateTime<Utc>,
-}
-
-/// Per-instance WebSocket defaults (`websocket/set`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct WebsocketSettings {
-    /// False: the instance streams nothing to WebSocket and SSE clients.
-    pub enabled: bool,
-    /// The topics streamed to clients that did not choose their own; `None`
-    /// means all of them.
-    pub events: Option<TopicSet>,
-}
-
-impl Default for WebsocketSettings {
-    fn default() -> Self {
-        WebsocketSettings {
-            enabled: true,
-            events: None,
-        }
-    }
-}
-
-/// How long an instance's events are kept; `None` means the server default.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Retention {
-    pub max_age_secs: Option<u64>,
-    pub max_events: Option<u64>,
 }
 
 /// A webhook: events of one instance POSTed to a URL, in log order.

@@ -14,8 +14,8 @@ use super::{
     part_from_row, to_micros, Batch, Change, EventRow, Job, LogQuery, StoreError, ACQUIRE_TIMEOUT,
 };
 use crate::{
+    domain::InstanceName,
     event::Event,
-    instance::InstanceName,
     store::{
         GroupRow, InboundPartRow, InstanceRow, OutboxRow, PartRow, WebhookTuple,
         INBOX_SEEN_RETENTION,

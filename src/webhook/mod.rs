@@ -24,12 +24,12 @@ use serde::Serialize;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
+    domain::InstanceName,
     event::{format_timestamp, Frame, TopicSet},
     hub::{
         feed::{Feed, FeedError, Start},
         Filter, Hub, InstanceFilter,
     },
-    instance::InstanceName,
     store::{Store, StoreError, WebhookRow},
 };
 

@@ -14,9 +14,9 @@ use sqlx::Connection;
 use switchboard::{
     app::{AppHandle, Application},
     config::Settings,
+    domain::InstanceName,
     event::data::{Direction, MessageData, Payload},
     hub::Hub,
-    instance::InstanceName,
     store::{EventLog, Job},
 };
 use tokio::net::TcpStream;

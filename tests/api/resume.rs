@@ -12,8 +12,8 @@ use std::{
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
 use switchboard::{
+    domain::InstanceName,
     event::data::{Direction, MessageData, Payload},
-    instance::InstanceName,
     store::{EventLog, Job},
 };
 

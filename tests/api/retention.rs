@@ -6,8 +6,8 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::{json, Value};
 use switchboard::{
+    domain::InstanceName,
     event::data::{Direction, MessageData, Payload},
-    instance::InstanceName,
     store::Job,
 };
 

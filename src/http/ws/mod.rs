@@ -56,7 +56,7 @@ use super::{
     realtime::{admit, check_origin},
     AppState,
 };
-use crate::{error::ApiError, hub::feed::Feed};
+use crate::http::error::ApiError;
 use session::Session;
 
 pub use session::{CLOSE_CURSOR_EXPIRED, CLOSE_HEARTBEAT, CLOSE_RATE_LIMITED, CLOSE_TOKEN_EXPIRED};
@@ -168,8 +168,7 @@ where
     // committed after a client saw its handshake succeed reaches it.
     let admitted = admit(head, peer, &state, path_instance, None).map(|admission| {
         tracing::debug!(scope = %admission.scope.describe(), start = ?admission.start, "websocket admitted");
-        let subscription = state.hub.subscribe(admission.filter);
-        let feed = Feed::new(subscription, state.log.store().clone(), admission.start);
+        let feed = state.service.open_feed(admission.filter, admission.start);
         (admission.scope, admission.slot, feed)
     });
     let response = format!(

@@ -36,10 +36,10 @@ use super::super::{
 };
 use crate::{
     auth::Scope,
-    error::ApiError,
+    domain::InstanceName,
     event::{format_timestamp, Frame as EventFrame, TopicSet},
+    http::error::ApiError,
     hub::{feed::Feed, InstanceFilter},
-    instance::InstanceName,
 };
 
 /// Close code: nothing heard from the client for `client_timeout_secs`.

@@ -299,7 +299,7 @@ impl AtConnection {
                 match response {
                     Some(response) => response.lines.push(line),
                     None => {
-                        tracing::debug!(line = %crate::http::truncate(&line, 80), "unsolicited text ignored")
+                        tracing::debug!(line = %crate::domain::truncate(&line, 80), "unsolicited text ignored")
                     }
                 }
                 None

@@ -8,7 +8,42 @@
 
 use std::fmt;
 
-use super::EventKind;
+/// The kinds of event; the `event` field of the envelope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventKind {
+    Message,
+    Delivery,
+    Connection,
+    Presence,
+    Group,
+    Call,
+    Status,
+    Location,
+    /// Instance lifecycle (created, updated, deleted); admin scope only.
+    Instance,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Message => "message",
+            EventKind::Delivery => "delivery",
+            EventKind::Connection => "connection",
+            EventKind::Presence => "presence",
+            EventKind::Group => "group",
+            EventKind::Call => "call",
+            EventKind::Status => "status",
+            EventKind::Location => "location",
+            EventKind::Instance => "instance",
+        }
+    }
+}
+
+impl fmt::Display for EventKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// The finest grain of filtering. The discriminant is stored in the log's
 /// `topic` column, so existing values must never be renumbered.

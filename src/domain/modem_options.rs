@@ -233,7 +233,7 @@ impl<'de> Deserialize<'de> for TcpConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::modem::DriverConfig;
+    use crate::domain::DriverConfig;
 
     #[test]
     fn a_serial_driver_reads_its_keys_and_the_modem_options_side_by_side() {

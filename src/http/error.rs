@@ -8,7 +8,7 @@
 use actix_web::{http::StatusCode, HttpResponse, ResponseError};
 use serde::Serialize;
 
-use crate::{instance::registry::RegistryError, store::StoreError};
+use crate::{service::ServiceError, store::StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -128,15 +128,14 @@ impl From<StoreError> for ApiError {
     }
 }
 
-impl From<RegistryError> for ApiError {
-    fn from(err: RegistryError) -> Self {
+impl From<ServiceError> for ApiError {
+    fn from(err: ServiceError) -> Self {
         match err {
-            RegistryError::NotFound(name) => {
-                ApiError::NotFound(format!("instance '{name}' not found"))
-            }
-            RegistryError::Conflict(msg) => ApiError::Conflict(msg),
-            RegistryError::Invalid(msg) => ApiError::BadRequest(msg),
-            RegistryError::Store(err) => err.into(),
+            ServiceError::Invalid(message) => ApiError::BadRequest(message),
+            ServiceError::NotFound(message) => ApiError::NotFound(message),
+            ServiceError::Conflict(message) => ApiError::Conflict(message),
+            ServiceError::CursorExpired(message) => ApiError::CursorExpired(message),
+            ServiceError::Store(err) => err.into(),
         }
     }
 }

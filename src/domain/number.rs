@@ -24,7 +24,7 @@ impl PhoneNumber {
         if !(3..=20).contains(&digits.len()) || !digits.bytes().all(|b| b.is_ascii_digit()) {
             return Err(format!(
                 "'{}' is not a phone number: use digits with an optional leading + (3 to 20 digits)",
-                crate::http::truncate(raw, 40)
+                crate::domain::truncate(raw, 40)
             ));
         }
         Ok(PhoneNumber(format!("{plus}{digits}")))

@@ -1,0 +1,140 @@
+//! Which modem an instance drives, as given to `instance/create`: the
+//! built-in virtual modem, or a real one on a serial port or behind a TCP
+//! serial bridge. Plain data with its validation; the drivers that run it
+//! live in `modem/`.
+
+use serde::{Deserialize, Serialize};
+
+use super::{
+    instance::InstanceName,
+    modem_options::{SerialConfig, TcpConfig},
+    number::PhoneNumber,
+};
+
+/// Which modem an instance drives, as given to `instance/create`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum DriverConfig {
+    /// A virtual modem: the demo driver and the load generator.
+    Simulator(SimulatorConfig),
+    /// A modem on a local serial port.
+    Serial(SerialConfig),
+    /// A modem behind a serial-to-TCP bridge.
+    Tcp(TcpConfig),
+}
+
+impl DriverConfig {
+    /// Checks values serde cannot (ranges, formats); the message says what to fix.
+    pub fn validate(&self) -> Result<(), String> {
+        match self {
+            DriverConfig::Simulator(c) => c.validate(),
+            DriverConfig::Serial(c) => c.validate(),
+            DriverConfig::Tcp(c) => c.validate(),
+        }
+    }
+
+    /// The instance's own number when it is known without asking the modem:
+    /// configured, or (for the simulator) derived from the name.
+    pub fn configured_number(&self, instance: &InstanceName) -> Option<String> {
+        match self {
+            DriverConfig::Simulator(c) => Some(c.number_for(instance)),
+            DriverConfig::Serial(SerialConfig { modem, .. })
+            | DriverConfig::Tcp(TcpConfig { modem, .. }) => modem
+                .number
+                .as_deref()
+                .and_then(|n| PhoneNumber::parse(n).ok())
+                .map(|n| n.to_string()),
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            DriverConfig::Simulator(_) => "simulator",
+            DriverConfig::Serial(_) => "serial",
+            DriverConfig::Tcp(_) => "tcp",
+        }
+    }
+}
+
+impl Default for DriverConfig {
+    fn default() -> Self {
+        DriverConfig::Simulator(SimulatorConfig::default())
+    }
+}
+
+/// How the virtual modem behaves.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SimulatorConfig {
+    /// The modem's own number; derived from the instance name when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub number: Option<String>,
+    /// Delay from accepting a message to the `sent` report.
+    pub sent_delay_ms: u64,
+    /// Delay from `sent` to `delivered`.
+    pub delivered_delay_ms: u64,
+    /// Delay from `delivered` to the recipient's echo reply.
+    pub reply_delay_ms: u64,
+    /// Whether recipients answer with an echo.
+    pub echo: bool,
+    /// Random inbound events per second; 0 turns them off.
+    pub rate: f64,
+    /// Seed of the random traffic; the same seed gives the same events.
+    pub seed: u64,
+    /// Fault injection: the virtual modem drops out this long after each
+    /// start, so supervision and recovery can be watched.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fail_after_ms: Option<u64>,
+}
+
+impl Default for SimulatorConfig {
+    fn default() -> Self {
+        SimulatorConfig {
+            number: None,
+            sent_delay_ms: 50,
+            delivered_delay_ms: 150,
+            reply_delay_ms: 200,
+            echo: true,
+            rate: 0.0,
+            seed: 1,
+            fail_after_ms: None,
+        }
+    }
+}
+
+/// Longest delay accepted, so a typo cannot park a message for weeks.
+const MAX_DELAY_MS: u64 = 3_600_000;
+/// Highest random event rate accepted.
+const MAX_RATE: f64 = 1_000_000.0;
+
+impl SimulatorConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        if let Some(number) = &self.number {
+            PhoneNumber::parse(number).map_err(|e| format!("driver.number: {e}"))?;
+        }
+        for (field, value) in [
+            ("sent_delay_ms", self.sent_delay_ms),
+            ("delivered_delay_ms", self.delivered_delay_ms),
+            ("reply_delay_ms", self.reply_delay_ms),
+        ] {
+            if value > MAX_DELAY_MS {
+                return Err(format!("driver.{field} must be at most {MAX_DELAY_MS}"));
+            }
+        }
+        if !self.rate.is_finite() || self.rate < 0.0 || self.rate > MAX_RATE {
+            return Err(format!("driver.rate must be between 0 and {MAX_RATE}"));
+        }
+        Ok(())
+    }
+
+    /// The number, or one derived from the instance name (stable across runs).
+    pub fn number_for(&self, instance: &InstanceName) -> String {
+        self.number.clone().unwrap_or_else(|| {
+            let hash = instance
+                .as_str()
+                .bytes()
+                .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
+            format!("+1555{:07}", hash % 10_000_000)
+        })
+    }
+}

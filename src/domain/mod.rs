@@ -1,0 +1,25 @@
+//! Plain types every stage shares: instance names, phone numbers, driver
+//! configurations, topics, per-instance settings.
+//!
+//! This module depends on nothing else in the crate, and everything may
+//! depend on it; values are parsed here once, at the edge, and trusted
+//! everywhere inside ("parse, don't validate").
+
+pub mod driver;
+pub mod instance;
+pub mod key;
+pub mod modem_options;
+pub mod number;
+pub mod settings;
+pub mod text;
+pub mod topic;
+
+pub use driver::{DriverConfig, SimulatorConfig};
+pub use instance::{InstanceName, InvalidInstanceName};
+pub use modem_options::{
+    FlowControl, GnssOptions, GnssVendor, ModemOptions, SerialConfig, TcpConfig,
+};
+pub use number::PhoneNumber;
+pub use settings::{Retention, WebsocketSettings};
+pub use text::truncate;
+pub use topic::{EventKind, Topic, TopicSet, UnknownEventName};

@@ -1,0 +1,160 @@
+//! Broadcast groups: named lists of numbers; a send to a group goes to each
+//! member. Each change is a `group` event committed with it.
+
+use chrono::Utc;
+
+use super::{Service, ServiceError};
+use crate::{
+    domain::{InstanceName, PhoneNumber},
+    event::data::{GroupAction, GroupData, GroupMetadata, Payload},
+    store::{Change, GroupRow, Job},
+};
+
+/// Suffix of broadcast group ids, as Evolution's group JIDs.
+pub const GROUP_SUFFIX: &str = "@g.us";
+
+/// Most members one request may name, so one send cannot queue without bound.
+const MAX_MEMBERS: usize = 1000;
+
+/// A group as stored.
+pub type GroupView = GroupRow;
+
+/// Parses, sorts and dedups member numbers.
+fn parse_members(raw: &[String]) -> Result<Vec<String>, ServiceError> {
+    if raw.len() > MAX_MEMBERS {
+        return Err(ServiceError::Invalid(format!(
+            "a group has at most {MAX_MEMBERS} participants"
+        )));
+    }
+    let mut members = raw
+        .iter()
+        .map(|n| PhoneNumber::parse(n).map(|n| n.to_string()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(ServiceError::Invalid)?;
+    members.sort();
+    members.dedup();
+    Ok(members)
+}
+
+impl Service {
+    pub async fn create_group(
+        &self,
+        name: &InstanceName,
+        subject: &str,
+        participants: &[String],
+    ) -> Result<GroupView, ServiceError> {
+        let subject = subject.trim();
+        if subject.is_empty() || subject.chars().count() > 100 {
+            return Err(ServiceError::Invalid(
+                "'subject' must be 1 to 100 characters".into(),
+            ));
+        }
+        let members = parse_members(participants)?;
+        let owner = self.own_number(name)?;
+        let group = GroupRow {
+            instance: name.clone(),
+            id: format!("{}{GROUP_SUFFIX}", uuid::Uuid::now_v7().simple()),
+            name: subject.to_owned(),
+            owner: owner.clone(),
+            participants: members.clone(),
+            created_at: Utc::now(),
+        };
+        let event = GroupData {
+            id: group.id.clone(),
+            action: GroupAction::Create,
+            metadata: GroupMetadata {
+                name: group.name.clone(),
+                participants: members,
+                owner,
+            },
+        }
+        .into_event(name);
+        self.log
+            .append(Job {
+                events: vec![event],
+                changes: vec![Change::CreateGroup(group.clone())],
+            })
+            .await?;
+        Ok(group)
+    }
+
+    /// Adds (`add`) or removes (`remove`) members; answers the group after.
+    pub async fn update_group_members(
+        &self,
+        name: &InstanceName,
+        group_id: &str,
+        action: &str,
+        participants: &[String],
+    ) -> Result<GroupView, ServiceError> {
+        let members = parse_members(participants)?;
+        if members.is_empty() {
+            return Err(ServiceError::Invalid(
+                "'participants' must not be empty".into(),
+            ));
+        }
+        let (action, change) = match action {
+            "add" => (
+                GroupAction::ParticipantAdd,
+                Change::AddGroupMembers {
+                    instance: name.clone(),
+                    id: group_id.to_owned(),
+                    members: members.clone(),
+                },
+            ),
+            "remove" => (
+                GroupAction::ParticipantRemove,
+                Change::RemoveGroupMembers {
+                    instance: name.clone(),
+                    id: group_id.to_owned(),
+                    members: members.clone(),
+                },
+            ),
+            other => {
+                return Err(ServiceError::Invalid(format!(
+                    "'action' must be 'add' or 'remove', not '{}'",
+                    crate::domain::truncate(other, 40)
+                )))
+            }
+        };
+        let group = self.group(name, group_id).await?;
+        // The event names the members that changed, as Evolution's
+        // GROUP_PARTICIPANTS_UPDATE does.
+        let event = GroupData {
+            id: group_id.to_owned(),
+            action,
+            metadata: GroupMetadata {
+                name: group.name.clone(),
+                participants: members,
+                owner: group.owner.clone(),
+            },
+        }
+        .into_event(name);
+        self.log
+            .append(Job {
+                events: vec![event],
+                changes: vec![change],
+            })
+            .await?;
+        self.group(name, group_id).await
+    }
+
+    pub async fn groups(&self, name: &InstanceName) -> Result<Vec<GroupView>, ServiceError> {
+        self.exists(name)?;
+        Ok(self.log.store().groups(name).await?)
+    }
+
+    /// One group of the instance.
+    pub(super) async fn group(
+        &self,
+        name: &InstanceName,
+        group_id: &str,
+    ) -> Result<GroupView, ServiceError> {
+        self.log
+            .store()
+            .groups(name)
+            .await?
+            .into_iter()
+            .find(|g| g.id == group_id)
+            .ok_or_else(|| ServiceError::NotFound(format!("group '{group_id}' not found")))
+    }
+}

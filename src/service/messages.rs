@@ -1,0 +1,133 @@
+//! Sending texts: accepting a message is committing it to the outbox.
+//!
+//! The outbox row, the outgoing `message` event and its `delivery: queued`
+//! event commit in one transaction before the caller is answered (invariant
+//! 5); the instance's actor is then woken to send it. A send to a broadcast
+//! group becomes one message per member, all in that same transaction.
+
+use chrono::Utc;
+
+use super::{Service, ServiceError, GROUP_SUFFIX};
+use crate::{
+    domain::{InstanceName, PhoneNumber},
+    event::data::{DeliveryData, DeliveryStatus, Direction, MessageData, Payload},
+    modem,
+    store::{Change, Job, OutboxRow},
+};
+
+/// A text to send: to a number, or to a group id (ending in `@g.us`).
+pub struct SendText {
+    pub number: String,
+    pub text: String,
+}
+
+/// What was queued.
+pub struct Accepted {
+    /// The group id when the text went to a group.
+    pub group: Option<String>,
+    /// `(message id, recipient)`, one per recipient.
+    pub messages: Vec<(String, String)>,
+    pub text: String,
+    pub timestamp: i64,
+    /// SMS parts each message takes.
+    pub parts: u32,
+}
+
+impl Service {
+    pub async fn send_text(
+        &self,
+        name: &InstanceName,
+        request: SendText,
+    ) -> Result<Accepted, ServiceError> {
+        let SendText { number, text } = request;
+        if text.trim().is_empty() {
+            return Err(ServiceError::Invalid("'text' must not be empty".into()));
+        }
+        let max = self.settings.limits.max_text_length;
+        let length = text.chars().count();
+        if length > max {
+            return Err(ServiceError::Invalid(format!(
+                "'text' is {length} characters; the limit is {max}"
+            )));
+        }
+        let own = self.own_number(name)?;
+
+        let group = number
+            .trim()
+            .ends_with(GROUP_SUFFIX)
+            .then(|| number.trim().to_owned());
+        let recipients: Vec<String> = match &group {
+            Some(group_id) => {
+                let group = self.group(name, group_id).await?;
+                if group.participants.is_empty() {
+                    return Err(ServiceError::Invalid(format!(
+                        "group '{group_id}' has no participants"
+                    )));
+                }
+                group.participants
+            }
+            None => vec![PhoneNumber::parse(&number)
+                .map_err(ServiceError::Invalid)?
+                .to_string()],
+        };
+
+        let now = Utc::now();
+        // The parts depend on the text alone (every recipient is a parsed
+        // number), so the first recipient's count holds for all.
+        let first = recipients
+            .first()
+            .ok_or_else(|| ServiceError::Invalid("no recipient".into()))?;
+        let parts = PhoneNumber::parse(first)
+            .and_then(|number| modem::part_count(&number, &text))
+            .map_err(ServiceError::Invalid)?;
+        let mut job = Job::default();
+        let mut messages = Vec::with_capacity(recipients.len());
+        for recipient in recipients {
+            let id = uuid::Uuid::now_v7().to_string();
+            job.changes.push(Change::EnqueueMessage(OutboxRow {
+                id: id.clone(),
+                instance: name.clone(),
+                recipient: recipient.clone(),
+                body: text.clone(),
+                status: DeliveryStatus::Queued,
+                error: None,
+                created_at: now,
+            }));
+            job.events.push(
+                MessageData {
+                    id: id.clone(),
+                    direction: Direction::Outgoing,
+                    from: own.clone(),
+                    to: recipient.clone(),
+                    kind: "text".into(),
+                    content: text.clone(),
+                    timestamp: now.timestamp(),
+                    parts,
+                }
+                .into_event(name),
+            );
+            job.events.push(
+                DeliveryData {
+                    id: id.clone(),
+                    status: DeliveryStatus::Queued,
+                    to: recipient.clone(),
+                    timestamp: now.timestamp(),
+                    error: None,
+                    parts_done: None,
+                    parts: None,
+                }
+                .into_event(name),
+            );
+            messages.push((id, recipient));
+        }
+        self.log.append(job).await?;
+        self.registry.outbox_ready(name);
+        Ok(Accepted {
+            group,
+            messages,
+            text,
+            timestamp: now.timestamp(),
+            parts,
+        })
+    }
+}

@@ -1,0 +1,123 @@
+//! What the API does, independent of HTTP: send texts, manage groups and
+//! instances, change settings, read the log.
+//!
+//! Every event the API causes is born here: a service checks what it is
+//! asked, builds the job (the events and the state changes they describe),
+//! appends it to the log and, only once it is committed, tells the running
+//! parts (registry, webhooks, the instance's actor). HTTP handlers parse,
+//! authorize, call one method here and map the answer; they never build a
+//! job or touch the store.
+
+mod events;
+mod groups;
+mod instances;
+mod messages;
+mod webhooks;
+
+use std::sync::Arc;
+
+pub use events::{EventPage, ReadRequest};
+pub use groups::{GroupView, GROUP_SUFFIX};
+pub use instances::{CreateInstance, Presence, RetentionView, PRESENCES};
+pub use messages::{Accepted, SendText};
+pub use webhooks::{SetWebhook, WebhookView};
+
+use crate::{
+    config::Settings,
+    domain::InstanceName,
+    hub::Hub,
+    instance::{registry::RegistryError, Registry},
+    store::{EventLog, StoreError},
+    webhook::Webhooks,
+};
+
+/// Why a service call failed, sorted by what the caller should be told.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// The request itself is wrong; the message says what to fix.
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    NotFound(String),
+    /// It clashes with the current state (a taken name, a modem not running).
+    #[error("{0}")]
+    Conflict(String),
+    /// A cursor points below what retention deleted.
+    #[error("{0}")]
+    CursorExpired(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<RegistryError> for ServiceError {
+    fn from(err: RegistryError) -> Self {
+        match err {
+            RegistryError::NotFound(name) => ServiceError::not_found(&name),
+            RegistryError::Conflict(message) => ServiceError::Conflict(message),
+        }
+    }
+}
+
+impl ServiceError {
+    fn not_found(name: &InstanceName) -> ServiceError {
+        ServiceError::NotFound(format!("instance '{name}' not found"))
+    }
+}
+
+/// The API's operations over the running parts of a node.
+pub struct Service {
+    registry: Arc<Registry>,
+    log: EventLog,
+    hub: Arc<Hub>,
+    webhooks: Arc<Webhooks>,
+    settings: Arc<Settings>,
+}
+
+impl Service {
+    pub fn new(
+        registry: Arc<Registry>,
+        log: EventLog,
+        hub: Arc<Hub>,
+        webhooks: Arc<Webhooks>,
+        settings: Arc<Settings>,
+    ) -> Service {
+        Service {
+            registry,
+            log,
+            hub,
+            webhooks,
+            settings,
+        }
+    }
+
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    pub fn hub(&self) -> &Arc<Hub> {
+        &self.hub
+    }
+
+    pub fn log(&self) -> &EventLog {
+        &self.log
+    }
+
+    pub fn webhooks(&self) -> &Arc<Webhooks> {
+        &self.webhooks
+    }
+
+    /// The instance's own number, which also says it exists.
+    fn own_number(&self, name: &InstanceName) -> Result<String, ServiceError> {
+        self.registry
+            .own_number(name)
+            .ok_or_else(|| ServiceError::not_found(name))
+    }
+
+    /// Fails unless the instance exists.
+    fn exists(&self, name: &InstanceName) -> Result<(), ServiceError> {
+        self.registry
+            .supervisor(name)
+            .map(|_| ())
+            .map_err(Into::into)
+    }
+}
