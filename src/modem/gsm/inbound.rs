@@ -4,13 +4,14 @@
 //! until the message is whole (see [`super::reassembly`]); status reports
 //! are handed to [`super::reports`].
 
-use std::collections::BTreeMap;
-
 use chrono::Utc;
 use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 
-use super::{reassembly::PartsKey, Gsm, STORE_RETRY};
+use super::{
+    reassembly::{self, Partials, PartsKey},
+    Gsm, STORE_RETRY,
+};
 use crate::{
     event::data::{Direction, MessageData, Payload},
     modem::{
@@ -30,17 +31,10 @@ pub(super) enum Settled {
     Deferred,
 }
 
-pub(super) async fn load_partials(
-    ctx: &ActorContext,
-) -> Result<BTreeMap<PartsKey, Vec<InboundPartRow>>, DriverError> {
-    let mut partials: BTreeMap<PartsKey, Vec<InboundPartRow>> = BTreeMap::new();
-    for row in ctx.log.store().inbound_parts(&ctx.instance).await? {
-        partials
-            .entry((row.sender.clone(), row.reference, row.total))
-            .or_default()
-            .push(row);
-    }
-    Ok(partials)
+pub(super) async fn load_partials(ctx: &ActorContext) -> Result<Partials, DriverError> {
+    Ok(reassembly::group(
+        ctx.log.store().inbound_parts(&ctx.instance).await?,
+    ))
 }
 
 impl Gsm<'_> {
@@ -192,7 +186,7 @@ impl Gsm<'_> {
         );
         let sequence = u32::from(concat.sequence);
         let have = self.partials.get(&key).cloned().unwrap_or_default();
-        if have.iter().any(|p| p.sequence == sequence) {
+        if reassembly::is_repeat(&have, sequence) {
             // The same part again (the network sent it twice).
             return self.commit_inbound(hex, Vec::new(), Vec::new()).await;
         }
@@ -206,12 +200,11 @@ impl Gsm<'_> {
             sent_at,
             received_at: now,
         };
-        if have.len() + 1 == key.2 as usize {
+        if reassembly::completes(&have, key.2) {
             let mut all = have;
             all.push(row);
-            all.sort_by_key(|p| p.sequence);
-            let content: String = all.iter().map(|p| p.content.as_str()).collect();
-            let first_sent = all.iter().map(|p| p.sent_at).min().unwrap_or(sent_at);
+            let (content, first_sent) = reassembly::join(&mut all);
+            let first_sent = first_sent.unwrap_or(sent_at);
             let event = whole(content, key.2, first_sent, self.own_number());
             let settled = self
                 .commit_inbound(
@@ -245,31 +238,20 @@ impl Gsm<'_> {
     pub(super) async fn expire_partials(&mut self) {
         let limit = chrono::Duration::milliseconds(self.options.multipart_timeout_ms as i64);
         let now = Utc::now();
-        let expired: Vec<PartsKey> = self
-            .partials
-            .iter()
-            .filter(|(_, parts)| {
-                parts
-                    .iter()
-                    .map(|p| p.received_at)
-                    .min()
-                    .is_some_and(|first| now - first >= limit)
-            })
-            .map(|(key, _)| key.clone())
-            .collect();
+        let expired = reassembly::expired(&self.partials, now, limit);
         for key in expired {
             let Some(mut parts) = self.partials.get(&key).cloned() else {
                 continue;
             };
-            parts.sort_by_key(|p| p.sequence);
+            let (content, first_sent) = reassembly::join(&mut parts);
             let event = MessageData {
                 id: uuid::Uuid::now_v7().to_string(),
                 direction: Direction::Incoming,
                 from: key.0.clone(),
                 to: self.own_number(),
                 kind: "text".into(),
-                content: parts.iter().map(|p| p.content.as_str()).collect(),
-                timestamp: parts.iter().map(|p| p.sent_at).min().unwrap_or(0),
+                content,
+                timestamp: first_sent.unwrap_or(0),
                 parts: parts.len() as u32,
             };
             tracing::warn!(instance = %self.ctx.instance, from = %key.0, got = parts.len(), of = key.2, "delivering an incomplete multipart message");

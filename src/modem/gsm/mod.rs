@@ -36,7 +36,7 @@ mod reports;
 mod status;
 
 use std::{
-    collections::{BTreeMap, HashMap, VecDeque},
+    collections::{HashMap, VecDeque},
     time::Duration,
 };
 
@@ -47,14 +47,11 @@ use super::{
     options::{GnssVendor, ModemOptions, SerialConfig, TcpConfig},
     ActorContext, DriverError, PhoneNumber,
 };
-use crate::{
-    event::data::{CallStatus, ConnectionInfo},
-    store::InboundPartRow,
-};
+use crate::event::data::{CallStatus, ConnectionInfo};
 use calls::Call;
 use inbound::{load_partials, Settled};
 use outbox::Retry;
-use reassembly::PartsKey;
+use reassembly::Partials;
 
 /// How the driver reaches the modem.
 #[derive(Debug, Clone)]
@@ -134,7 +131,7 @@ struct Gsm<'a> {
     outbox_due: Option<Instant>,
     rescan_due: Option<Instant>,
     /// Parts of inbound multipart messages, as committed to the store.
-    partials: BTreeMap<PartsKey, Vec<InboundPartRow>>,
+    partials: Partials,
     /// `+CMT` PDUs and `+CDS` reports that could not be committed yet.
     deferred: VecDeque<String>,
     call: Option<Call>,
