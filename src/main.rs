@@ -15,10 +15,8 @@ use secrecy::ExposeSecret;
 use switchboard::{
     app::Application,
     config::{InstanceSeed, LogFormat, Settings},
-    modem::{
-        sim::{self, Endpoint, Profile, ServeOptions, SimSettings},
-        DriverConfig, SimulatorConfig,
-    },
+    modem::{DriverConfig, SimulatorConfig},
+    tools::modem_sim::{Endpoint, Profile, ServeOptions, SimSettings},
 };
 use tokio_util::sync::CancellationToken;
 
@@ -206,7 +204,7 @@ fn modem_sim(format: LogFormat, args: ModemSimArgs) -> anyhow::Result<()> {
             wait_for_signal().await;
             signal.cancel();
         });
-        sim::serve(options, stop).await
+        switchboard::tools::modem_sim::serve(options, stop).await
     })
 }
 

@@ -11,8 +11,9 @@
 //! - [`gsm`]: the driver of a real GSM/LTE modem, over [`serial`] or
 //!   [`tcp`], speaking AT commands through the [`at`] engine and SMS PDUs
 //!   through [`pdu`]; configured with [`options`].
-//! - [`sim`]: `switchboard modem-sim`, a simulated AT modem on a
-//!   pseudo-terminal or TCP port that the real drivers can be run against.
+//!
+//! `switchboard modem-sim`, the simulated AT modem the real drivers are
+//! tested against, is not a driver: it lives in [`crate::tools::modem_sim`].
 
 pub mod at;
 pub mod gsm;
@@ -20,7 +21,6 @@ pub mod number;
 pub mod options;
 pub mod pdu;
 pub mod serial;
-pub mod sim;
 pub mod tcp;
 pub mod virtual_modem;
 
