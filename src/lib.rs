@@ -9,8 +9,9 @@
 //!
 //! The modules follow the data flow, one stage per folder:
 //!
-//! - [`modem`]: drivers that speak to a modem (or simulate one) and turn its
-//!   traffic into domain events. This is where an event is born.
+//! - [`modem`]: drivers that speak to a modem (or stand in for one with the
+//!   built-in virtual modem) and turn its traffic into domain events. This
+//!   is where an event is born.
 //! - [`instance`]: instance names, the registry of instances and the
 //!   supervisor that keeps each instance's modem actor running.
 //! - [`store`]: the durable event log (PostgreSQL or SQLite) and the batching
@@ -25,6 +26,12 @@
 //! - [`auth`]: the admin key, per-instance keys and what a credential may see.
 //! - [`config`]: typed, layered settings.
 //! - [`app`]: wiring it all together, startup and graceful shutdown.
+//!
+//! Outside the data flow:
+//!
+//! - [`tools`]: developer tools shipped in the binary, such as
+//!   `switchboard modem-sim` (a simulated AT modem to run the real GSM
+//!   driver against). Nothing in the server depends on them.
 
 pub mod app;
 pub mod auth;
@@ -37,4 +44,5 @@ pub mod instance;
 pub mod modem;
 pub mod service;
 pub mod store;
+pub mod tools;
 pub mod webhook;

@@ -16,7 +16,7 @@ use switchboard::{
     app::Application,
     config::{InstanceSeed, LogFormat, Settings},
     domain::{DriverConfig, SimulatorConfig},
-    modem::sim::{self, Endpoint, Profile, ServeOptions, SimSettings},
+    tools::modem_sim::{Endpoint, Profile, ServeOptions, SimSettings},
 };
 use tokio_util::sync::CancellationToken;
 
@@ -204,7 +204,7 @@ fn modem_sim(format: LogFormat, args: ModemSimArgs) -> anyhow::Result<()> {
             wait_for_signal().await;
             signal.cancel();
         });
-        sim::serve(options, stop).await
+        switchboard::tools::modem_sim::serve(options, stop).await
     })
 }
 

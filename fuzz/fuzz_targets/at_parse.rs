@@ -8,7 +8,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use switchboard::modem::at::{classify, parse, Frame, Framer};
-use switchboard::modem::sim::{Device, SimSettings};
+use switchboard::tools::modem_sim::{Device, SimSettings};
 
 const PREFIXES: &[&str] = &["", "+CSQ:", "+CREG:", "+CMGL:", "+CMGR:", "+CMGS:", "+COPS:"];
 

@@ -6,20 +6,21 @@
 //! asked to stop and `Err` when the modem failed; the supervisor
 //! (`instance::supervisor`) then restarts it with backoff.
 //!
-//! - [`simulator`]: the built-in virtual modem (demo and load driver).
+//! - [`virtual_modem`]: the built-in virtual modem, driver kind `"simulator"`
+//!   in the API (demo and load driver).
 //! - [`gsm`]: the driver of a real GSM/LTE modem, over [`serial`] or
 //!   [`tcp`], speaking AT commands through the [`at`] engine and SMS PDUs
 //!   through [`pdu`]; configured with [`options`].
-//! - [`sim`]: `switchboard modem-sim`, a simulated AT modem on a
-//!   pseudo-terminal or TCP port that the real drivers can be run against.
+//!
+//! `switchboard modem-sim`, the simulated AT modem the real drivers are
+//! tested against, is not a driver: it lives in [`crate::tools::modem_sim`].
 
 pub mod at;
 pub mod gsm;
 pub mod pdu;
 pub mod serial;
-pub mod sim;
-pub mod simulator;
 pub mod tcp;
+pub mod virtual_modem;
 
 use std::sync::Arc;
 
@@ -170,7 +171,7 @@ pub fn part_count(to: &PhoneNumber, text: &str) -> Result<u32, String> {
 /// Runs the configured driver until it is stopped (`Ok`) or fails (`Err`).
 pub async fn run(config: DriverConfig, ctx: ActorContext) -> Result<(), DriverError> {
     match config {
-        DriverConfig::Simulator(config) => simulator::run(config, ctx).await,
+        DriverConfig::Simulator(config) => virtual_modem::run(config, ctx).await,
         DriverConfig::Serial(config) => {
             let modem = config.modem.clone();
             gsm::run(gsm::Link::Serial(config), modem, ctx).await

@@ -6,7 +6,9 @@ use std::{path::PathBuf, time::Duration};
 
 use reqwest::Method;
 use serde_json::{json, Value};
-use switchboard::modem::sim::{Action, Endpoint, InboundSms, Profile, SimHandle, SimSettings};
+use switchboard::tools::modem_sim::{
+    Action, Endpoint, InboundSms, Profile, SimHandle, SimSettings,
+};
 
 use crate::helpers::*;
 use crate::on_both_backends;

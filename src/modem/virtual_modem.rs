@@ -1,4 +1,5 @@
-//! The simulator driver: a virtual modem with its own number.
+//! The virtual modem driver (kind `"simulator"` in the API): a modem that
+//! exists only in memory, with its own number.
 //!
 //! A message sent through it moves `queued` → `sent` → `delivered` after the
 //! configured delays, and the recipient answers with an echo. With `rate` > 0

@@ -36,7 +36,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use device::{Device, InboundSms, Profile, SimFix, SimSettings, StoredSms, Submitted};
 
-use super::at::Transport;
+use crate::modem::at::Transport;
 use device::{Effect, Timer};
 
 /// Where the simulated modem listens.
