@@ -521,6 +521,98 @@ pub async fn append_messages(
 
 pub const WAIT: Duration = Duration::from_secs(10);
 
+/// How long [`wait_for`] pauses between two looks at its condition.
+const POLL_EVERY: Duration = Duration::from_millis(10);
+
+/// What a condition given to [`wait_for`] answers: whether it holds, with
+/// the value the caller wanted once it does. `bool` and `Option<T>` say
+/// "not yet" plainly; `Result<T, E>` carries what was seen instead (`E`),
+/// so that a timeout can tell how far things got.
+pub trait Holds {
+    type Value;
+    /// `Ok` once the condition holds; otherwise what to report on timeout.
+    fn holds(self) -> Result<Self::Value, Option<String>>;
+}
+
+impl Holds for bool {
+    type Value = ();
+    fn holds(self) -> Result<(), Option<String>> {
+        if self {
+            Ok(())
+        } else {
+            Err(None)
+        }
+    }
+}
+
+impl<T> Holds for Option<T> {
+    type Value = T;
+    fn holds(self) -> Result<T, Option<String>> {
+        self.ok_or(None)
+    }
+}
+
+impl<T, E: std::fmt::Display> Holds for Result<T, E> {
+    type Value = T;
+    fn holds(self) -> Result<T, Option<String>> {
+        self.map_err(|seen| Some(seen.to_string()))
+    }
+}
+
+/// Waits until `condition` holds and returns what it gave; every wait of
+/// the tests for some state goes through here. The condition is looked at
+/// every few milliseconds (a slow look, such as reading a long log, simply
+/// takes its time) and the first time it holds ends the wait. When
+/// `deadline` passes first, even in the middle of a look that hangs, the
+/// test fails naming `what` it waited for and the last thing it saw.
+pub async fn wait_for<H: Holds>(
+    what: &str,
+    deadline: Duration,
+    mut condition: impl AsyncFnMut() -> H,
+) -> H::Value {
+    let started = Instant::now();
+    let mut looks = 0u64;
+    let mut seen: Option<String> = None;
+    let polling = async {
+        loop {
+            looks += 1;
+            match condition().await.holds() {
+                Ok(value) => return value,
+                Err(note) => seen = note,
+            }
+            // pacing only: the pause between two looks; the result is decided by the condition.
+            tokio::time::sleep(POLL_EVERY).await;
+        }
+    };
+    let outcome = tokio::time::timeout(deadline, polling).await;
+    match outcome {
+        Ok(value) => value,
+        Err(_) => panic!(
+            "timed out after {:?} ({looks} looks) waiting for {what}{}",
+            started.elapsed(),
+            seen.map(|seen| format!("; last seen: {seen}"))
+                .unwrap_or_default()
+        ),
+    }
+}
+
+/// The value of a counter or gauge in the server's `/metrics`.
+pub async fn metric(app: &TestApp, name: &str) -> u64 {
+    let text = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics request")
+        .text()
+        .await
+        .expect("metrics body");
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|value| value.parse().ok())
+        .unwrap_or_else(|| panic!("no metric {name} in /metrics:\n{text}"))
+}
+
 /// An HTTP client; TLS needs the process's crypto provider installed first.
 pub fn http_client() -> reqwest::Client {
     switchboard::app::install_crypto_provider();
@@ -669,4 +761,24 @@ impl SseClient {
             }
         }
     }
+}
+
+#[tokio::test]
+async fn a_wait_returns_what_its_condition_gave_once_it_holds() {
+    let mut looks = 0;
+    let value = wait_for("the third look", WAIT, async || {
+        looks += 1;
+        (looks == 3).then_some(looks * 10)
+    })
+    .await;
+    assert_eq!(value, 30);
+}
+
+#[tokio::test]
+#[should_panic(expected = "waiting for the impossible; last seen: still nothing")]
+async fn a_wait_that_never_holds_fails_naming_what_it_waited_for_and_what_it_saw() {
+    wait_for("the impossible", Duration::from_millis(50), async || {
+        Err::<(), _>("still nothing")
+    })
+    .await
 }
