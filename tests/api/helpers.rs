@@ -14,7 +14,7 @@ use sqlx::Connection;
 use switchboard::{
     app::{AppHandle, Application},
     config::Settings,
-    event::data::{Direction, MessageData, Payload},
+    event::data::{DeliveryData, DeliveryStatus, Direction, MessageData, Payload},
     hub::Hub,
     instance::InstanceName,
     store::{EventLog, Job},
@@ -456,13 +456,16 @@ impl WsClient {
             .expect("send a frame");
     }
 
-    /// Asserts nothing arrives for a while (the filter keeps things out).
-    pub async fn assert_silent(&mut self, wait: Duration) {
-        if let Ok(Some(Ok(Message::Text(text)))) =
-            tokio::time::timeout(wait, self.stream.next()).await
-        {
-            panic!("expected silence, got {text}");
-        }
+    /// Asserts that the next event is the marker with log id `marker` (see
+    /// [`append_marker`]): whatever the client should not get and was
+    /// committed before the marker would have come first.
+    pub async fn assert_next_is_marker(&mut self, marker: i64) {
+        let event = self.event(WAIT).await;
+        assert_eq!(
+            event["id"].as_i64(),
+            Some(marker),
+            "expected nothing before the marker {marker}, got {event}"
+        );
     }
 
     pub async fn close(mut self) {
@@ -517,6 +520,74 @@ pub async fn append_messages(
         .expect("append");
         left -= n;
     }
+}
+
+/// Appends one event straight to the log and returns its id. It marks a
+/// point in the streams: a client whose next event is the marker got
+/// nothing it should not have among what was committed before it, which
+/// proves a silence by order rather than by a pause.
+pub async fn append_marker(log: &EventLog, instance: &str, payload: impl Payload) -> i64 {
+    let name = InstanceName::parse(instance).expect("valid");
+    let committed = log
+        .append(Job {
+            events: vec![payload.into_event(&name)],
+            changes: Vec::new(),
+        })
+        .await
+        .expect("append the marker");
+    committed.first().expect("the marker's id").id
+}
+
+/// A message to use as a marker.
+pub fn marker_message(direction: Direction, id: &str) -> MessageData {
+    MessageData {
+        id: id.into(),
+        direction,
+        from: "+15550000009".into(),
+        to: "+15550000008".into(),
+        kind: "text".into(),
+        content: format!("marker {id}"),
+        timestamp: 0,
+        parts: 1,
+    }
+}
+
+/// A delivery update to use as a marker.
+pub fn marker_delivery(id: &str) -> DeliveryData {
+    DeliveryData {
+        id: id.into(),
+        status: DeliveryStatus::Sent,
+        to: "+15550000008".into(),
+        timestamp: 0,
+        error: None,
+        parts_done: None,
+        parts: None,
+    }
+}
+
+/// Waits until the log holds the whole story of each text sent on the
+/// simulator, given as (message id, text): its delivery and its echo. After
+/// that the simulator has nothing more to say about them.
+pub async fn wait_delivered_and_echoed(app: &TestApp, texts: &[(&str, &str)]) {
+    wait_for("every text to be delivered and echoed", WAIT, async || {
+        let log = app.read_log("&events=message,delivery").await;
+        let told = |(id, text): &(&str, &str)| {
+            let echo = format!("Echo: {text}");
+            log.iter().any(|e| {
+                e["event"] == "delivery"
+                    && e["data"]["id"] == *id
+                    && e["data"]["status"] == "delivered"
+            }) && log
+                .iter()
+                .any(|e| e["event"] == "message" && e["data"]["content"] == echo.as_str())
+        };
+        if texts.iter().all(told) {
+            Ok(())
+        } else {
+            Err(format!("log: {log:?}"))
+        }
+    })
+    .await
 }
 
 pub const WAIT: Duration = Duration::from_secs(10);
