@@ -3,7 +3,7 @@
 
 use std::{
     sync::{
-        atomic::{AtomicBool, AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering},
         Arc,
     },
     time::Duration,
@@ -146,12 +146,14 @@ on_both_backends! {
         // Each client stops once it has seen the id it is told to reach.
         let (target, told) = watch::channel(None::<i64>);
         let mut tasks = Vec::new();
-        let mut churns = Vec::new();
+        // Per client: how often it reconnected, and the newest id it saw.
+        let mut progress = Vec::new();
         for n in 0..clients {
             let url_base = app.ws_url(&format!("/ws?apikey={}&events=incoming", app.admin_key));
             let mut told = told.clone();
             let reconnects = Arc::new(AtomicUsize::new(0));
-            churns.push(reconnects.clone());
+            let reached = Arc::new(AtomicI64::new(0));
+            progress.push((reconnects.clone(), reached.clone()));
             tasks.push(tokio::spawn(async move {
                 let mut rng = rand::rngs::StdRng::seed_from_u64(n);
                 let mut seen: Vec<i64> = Vec::new();
@@ -168,7 +170,9 @@ on_both_backends! {
                     for _ in 0..quota {
                         tokio::select! {
                             event = ws.event(Duration::from_secs(30)) => {
-                                seen.push(event["id"].as_i64().expect("id"));
+                                let id = event["id"].as_i64().expect("id");
+                                seen.push(id);
+                                reached.store(id, Ordering::SeqCst);
                             }
                             changed = told.changed() => changed.expect("the test holds the target"),
                         }
@@ -183,7 +187,7 @@ on_both_backends! {
         }
         // The traffic stops once every client has churned a good many times.
         wait_for("every client to reconnect 10 times", Duration::from_secs(60), async || {
-            let now: Vec<usize> = churns.iter().map(|r| r.load(Ordering::SeqCst)).collect();
+            let now: Vec<usize> = progress.iter().map(|(r, _)| r.load(Ordering::SeqCst)).collect();
             if now.iter().all(|r| *r >= 10) {
                 Ok(())
             } else {
@@ -196,11 +200,17 @@ on_both_backends! {
         let log: Vec<i64> = ids(&app.read_log("&events=incoming").await);
         let last = *log.last().expect("events");
         target.send_replace(Some(last));
+        wait_for(&format!("every client to reach id {last}"), Duration::from_secs(60), async || {
+            let now: Vec<i64> = progress.iter().map(|(_, id)| id.load(Ordering::SeqCst)).collect();
+            if now.iter().all(|id| *id >= last) {
+                Ok(())
+            } else {
+                Err(format!("newest ids {now:?}"))
+            }
+        })
+        .await;
         for task in tasks {
-            let (seen, reconnects) = tokio::time::timeout(Duration::from_secs(60), task)
-                .await
-                .unwrap_or_else(|_| panic!("a client did not reach id {last} within 60 s"))
-                .expect("client");
+            let (seen, reconnects) = task.await.expect("client");
             assert!(reconnects >= 3, "the client churned ({reconnects})");
             assert_eq!(seen, log, "every event exactly once, in order");
         }
