@@ -7,7 +7,7 @@
 use std::{
     path::PathBuf,
     process::{Child, Command, Stdio},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use futures_util::{SinkExt, StreamExt};
@@ -142,21 +142,24 @@ impl Browser {
         }
     }
 
-    /// Polls `expression` until it is true.
-    async fn wait_for(&mut self, expression: &str, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if self.eval(expression).await == Value::Bool(true) {
-                return;
-            }
-            if Instant::now() > deadline {
-                let state = self
-                    .eval("JSON.stringify({opens: window.opens, errors: window.errors, seen: window.seen})")
-                    .await;
-                panic!("`{expression}` still false after {timeout:?}; page state: {state}");
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+    /// Waits until `expression` is true in the page.
+    async fn wait_page(&mut self, expression: &str, timeout: Duration) {
+        let look = format!(
+            "[Boolean({expression}), JSON.stringify({{opens: window.opens, errors: window.errors, seen: window.seen}})]"
+        );
+        wait_for(
+            &format!("`{expression}` in the page"),
+            timeout,
+            async || {
+                let answer = self.eval(&look).await;
+                if answer[0] == Value::Bool(true) {
+                    Ok(())
+                } else {
+                    Err(format!("page state: {}", answer[1]))
+                }
+            },
+        )
+        .await
     }
 }
 
@@ -169,48 +172,41 @@ impl Drop for Browser {
 
 /// Chromium writes the port it chose for DevTools into the profile.
 async fn devtools_port(file: &PathBuf) -> u16 {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(text) = std::fs::read_to_string(file) {
-            if let Some(port) = text.lines().next().and_then(|l| l.trim().parse().ok()) {
-                return port;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "Chromium did not open DevTools within 30 s"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for(
+        "Chromium to open DevTools",
+        Duration::from_secs(30),
+        async || {
+            let text = std::fs::read_to_string(file).ok()?;
+            text.lines().next().and_then(|l| l.trim().parse().ok())
+        },
+    )
+    .await
 }
 
 /// The DevTools WebSocket URL of the page showing `url`.
 async fn page_target(port: u16, url: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let targets: Value = match http_client()
-            .get(format!("http://127.0.0.1:{port}/json/list"))
-            .send()
-            .await
-        {
-            Ok(response) => response.json().await.unwrap_or(Value::Null),
-            Err(_) => Value::Null,
-        };
-        let found = targets.as_array().and_then(|targets| {
-            targets.iter().find_map(|t| {
-                let is_page = t["type"] == "page" && t["url"].as_str() == Some(url);
-                is_page.then(|| t["webSocketDebuggerUrl"].as_str().map(str::to_owned))?
-            })
-        });
-        if let Some(ws) = found {
-            return ws;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no DevTools page for {url}: {targets}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_for(
+        &format!("a DevTools page for {url}"),
+        Duration::from_secs(30),
+        async || {
+            let targets: Value = match http_client()
+                .get(format!("http://127.0.0.1:{port}/json/list"))
+                .send()
+                .await
+            {
+                Ok(response) => response.json().await.unwrap_or(Value::Null),
+                Err(_) => Value::Null,
+            };
+            let found = targets.as_array().and_then(|targets| {
+                targets.iter().find_map(|t| {
+                    let is_page = t["type"] == "page" && t["url"].as_str() == Some(url);
+                    is_page.then(|| t["webSocketDebuggerUrl"].as_str().map(str::to_owned))?
+                })
+            });
+            found.ok_or(targets)
+        },
+    )
+    .await
 }
 
 /// The ids and kinds the page has seen, checked against their envelopes.
@@ -254,49 +250,62 @@ async fn a_browser_event_source_gets_every_event_and_resumes_after_a_server_rest
 
     let mut browser = Browser::open(&page_url).await;
     browser
-        .wait_for("window.opens === 1", Duration::from_secs(30))
+        .wait_page("window.opens === 1", Duration::from_secs(30))
         .await;
 
     // The outgoing message, its three delivery states, and the echo reply.
     app.send_text("web", "+15550001111", "hello browser").await;
     browser
-        .wait_for("window.seen.length >= 5", Duration::from_secs(20))
+        .wait_page("window.seen.length >= 5", Duration::from_secs(20))
         .await;
 
     // The server goes away; the browser notices and retries by itself.
     let port = app.port;
     app.stop().await;
     browser
-        .wait_for("window.errors >= 1", Duration::from_secs(20))
+        .wait_page("window.errors >= 1", Duration::from_secs(20))
         .await;
     settings.http.port = port;
     let app = TestApp::spawn_with(settings).await;
     app.send_text("web", "+15550001111", "while you were away")
         .await;
     browser
-        .wait_for("window.opens === 2", Duration::from_secs(30))
+        .wait_page("window.opens === 2", Duration::from_secs(30))
         .await;
     browser
-        .wait_for("window.seen.length >= 10", Duration::from_secs(20))
+        .wait_page("window.seen.length >= 10", Duration::from_secs(20))
         .await;
-    // Anything more would be a duplicate.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-
-    let log: Vec<(i64, String)> = app
-        .read_log("&events=message,delivery&instance=web")
-        .await
-        .iter()
-        .map(|e| {
-            let id = e["id"].as_i64().expect("id");
-            let kind = e["event"].as_str().expect("event kind");
-            let kind = kind.split('.').next().unwrap_or(kind).to_owned();
-            (id, kind)
-        })
-        .collect();
+    let read_log = async || -> Vec<(i64, String)> {
+        app.read_log("&events=message,delivery&instance=web")
+            .await
+            .iter()
+            .map(|e| {
+                let id = e["id"].as_i64().expect("id");
+                let kind = e["event"].as_str().expect("event kind");
+                let kind = kind.split('.').next().unwrap_or(kind).to_owned();
+                (id, kind)
+            })
+            .collect()
+    };
+    let log = read_log().await;
     assert_eq!(log.len(), 10, "two texts, five events each: {log:?}");
+
+    // Anything more would be a duplicate. A third text marks the end: its
+    // five events must follow the ten directly, with nothing in between.
+    app.send_text("web", "+15550001111", "the end").await;
+    browser
+        .wait_page("window.seen.length >= 15", Duration::from_secs(20))
+        .await;
+    let with_marker = read_log().await;
+    assert_eq!(
+        with_marker.len(),
+        15,
+        "and five of the third: {with_marker:?}"
+    );
+    assert_eq!(with_marker[..10], log[..], "the ten come first");
     assert_eq!(
         seen(&mut browser).await,
-        log,
+        with_marker,
         "every event once, in order, across the restart"
     );
     drop(browser);

@@ -5,7 +5,7 @@
 use std::{
     process::{Child, Command, Stdio},
     sync::{
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicI64, AtomicUsize, Ordering},
         Arc,
     },
     time::Duration,
@@ -13,45 +13,147 @@ use std::{
 
 use reqwest::Method;
 use serde_json::{json, Value};
+use tokio::sync::watch;
 
 use crate::helpers::*;
 use crate::on_both_backends;
 
+/// Generous for a loaded 2-core machine: a server start, an outage and the
+/// clients' catch-up; every wait ends as soon as its condition holds.
+const LONG: Duration = Duration::from_secs(60);
+
 /// A client that reads everything and, whenever its connection drops,
-/// reconnects with `since=<last id>` until told to stop.
-fn resuming_client(url_base: String, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<Vec<i64>> {
-    tokio::spawn(async move {
-        let mut seen: Vec<i64> = Vec::new();
-        while !stop.load(Ordering::Relaxed) {
-            let since = seen.last().copied().unwrap_or(0);
-            let Ok((stream, _)) =
-                tokio_tungstenite::connect_async(format!("{url_base}&since={since}")).await
-            else {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
+/// reconnects with `since=<last id>`, until it has seen the id it is told
+/// to reach. Its progress is shared so that tests can wait on it.
+struct ResumingClient {
+    /// The newest id it has seen (0 before the first).
+    reached: Arc<AtomicI64>,
+    /// How many events it has seen.
+    count: Arc<AtomicUsize>,
+    /// How many times it has connected.
+    connections: Arc<AtomicUsize>,
+    target: watch::Sender<Option<i64>>,
+    task: tokio::task::JoinHandle<Vec<i64>>,
+}
+
+impl ResumingClient {
+    fn start(url_base: String) -> ResumingClient {
+        let reached = Arc::new(AtomicI64::new(0));
+        let count = Arc::new(AtomicUsize::new(0));
+        let connections = Arc::new(AtomicUsize::new(0));
+        let (target, mut told) = watch::channel(None::<i64>);
+        let progress = (reached.clone(), count.clone(), connections.clone());
+        let task = tokio::spawn(async move {
+            let (reached, count, connections) = progress;
+            let mut seen: Vec<i64> = Vec::new();
+            let done = |seen: &[i64], target: Option<i64>| {
+                target.is_some_and(|target| seen.last().is_some_and(|last| *last >= target))
             };
-            let mut ws = WsClient { stream };
             loop {
-                if stop.load(Ordering::Relaxed) {
+                if done(&seen, *told.borrow()) {
                     return seen;
                 }
-                match tokio::time::timeout(
-                    Duration::from_millis(200),
-                    ws.next(Duration::from_secs(3600)),
-                )
-                .await
-                {
-                    Ok(Received::Json(event)) if event.get("event").is_some() => {
-                        seen.push(event["id"].as_i64().expect("id"));
+                let since = seen.last().copied().unwrap_or(0);
+                let Ok((stream, _)) =
+                    tokio_tungstenite::connect_async(format!("{url_base}&since={since}")).await
+                else {
+                    // pacing only: a pause between tries while the server is down; the result is decided by the ids the client reaches
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                };
+                connections.fetch_add(1, Ordering::SeqCst);
+                let mut ws = WsClient { stream };
+                loop {
+                    tokio::select! {
+                        received = ws.next(Duration::from_secs(3600)) => match received {
+                            Received::Json(event) if event.get("event").is_some() => {
+                                let id = event["id"].as_i64().expect("id");
+                                seen.push(id);
+                                reached.store(id, Ordering::SeqCst);
+                                count.fetch_add(1, Ordering::SeqCst);
+                                if done(&seen, *told.borrow()) {
+                                    return seen;
+                                }
+                            }
+                            Received::Json(_) => {}
+                            Received::Closed(_) => break,
+                        },
+                        changed = told.changed() => {
+                            changed.expect("the test holds the target");
+                            if done(&seen, *told.borrow()) {
+                                return seen;
+                            }
+                        }
                     }
-                    Ok(Received::Json(_)) => {}
-                    Ok(Received::Closed(_)) => break,
-                    Err(_) => {}
                 }
             }
+        });
+        ResumingClient {
+            reached,
+            count,
+            connections,
+            target,
+            task,
         }
-        seen
-    })
+    }
+}
+
+/// The clients' progress as (connections, events seen, newest id), for
+/// conditions and for what a timeout reports.
+fn progress(clients: &[ResumingClient]) -> Vec<(usize, usize, i64)> {
+    clients
+        .iter()
+        .map(|c| {
+            (
+                c.connections.load(Ordering::SeqCst),
+                c.count.load(Ordering::SeqCst),
+                c.reached.load(Ordering::SeqCst),
+            )
+        })
+        .collect()
+}
+
+/// Waits until every client has seen at least `events` events.
+async fn wait_reading(clients: &[ResumingClient], events: usize) {
+    wait_for(
+        &format!("every client to have read {events} events"),
+        LONG,
+        async || {
+            let now = progress(clients);
+            if now.iter().all(|(_, count, _)| *count >= events) {
+                Ok(())
+            } else {
+                Err(format!("(connections, events, newest id) {now:?}"))
+            }
+        },
+    )
+    .await
+}
+
+/// Tells every client to stop at `last`, waits until each has reached it,
+/// and returns what each saw.
+async fn finish_at(clients: Vec<ResumingClient>, last: i64) -> Vec<Vec<i64>> {
+    for client in &clients {
+        client.target.send_replace(Some(last));
+    }
+    wait_for(
+        &format!("every client to reach id {last}"),
+        LONG,
+        async || {
+            let now = progress(&clients);
+            if now.iter().all(|(_, _, reached)| *reached >= last) {
+                Ok(())
+            } else {
+                Err(format!("(connections, events, newest id) {now:?}"))
+            }
+        },
+    )
+    .await;
+    let mut seen = Vec::new();
+    for client in clients {
+        seen.push(client.task.await.expect("client"));
+    }
+    seen
 }
 
 /// Checks a client saw exactly the log, in order, from its first event on.
@@ -113,19 +215,14 @@ fn start_binary(db: &TestDb, port: u16) -> Process {
 
 async fn wait_healthy(port: u16) {
     let client = http_client();
-    for _ in 0..300 {
-        if let Ok(response) = client
+    wait_for("the server to be ready", LONG, async || {
+        client
             .get(format!("http://127.0.0.1:{port}/ready"))
             .send()
             .await
-        {
-            if response.status() == 200 {
-                return;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the server did not become ready");
+            .is_ok_and(|response| response.status() == 200)
+    })
+    .await
 }
 
 async fn read_all(port: u16, key: &str) -> Vec<i64> {
@@ -164,18 +261,28 @@ on_both_backends! {
         let port = free_port();
         let mut server = start_binary(&db, port);
         wait_healthy(port).await;
-        let stop = Arc::new(AtomicBool::new(false));
         let url = format!("ws://127.0.0.1:{port}/ws?apikey=crash-admin-key");
-        let clients: Vec<_> = (0..3).map(|_| resuming_client(url.clone(), stop.clone())).collect();
-        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let clients: Vec<_> = (0..3).map(|_| ResumingClient::start(url.clone())).collect();
+        // The kill comes while every client is in the middle of the stream.
+        wait_reading(&clients, 300).await;
 
         // SIGKILL: no shutdown, no flush, whatever was in flight is gone.
         server.child.kill().expect("kill");
         server.child.wait().expect("reap");
-        tokio::time::sleep(Duration::from_millis(300)).await;
         let mut server = start_binary(&db, server.port);
         wait_healthy(port).await;
-        tokio::time::sleep(Duration::from_millis(1500)).await;
+        // Every client resumes on the new server and reads well past what
+        // was committed when it came back.
+        let head = *read_all(port, "crash-admin-key").await.last().expect("events");
+        wait_for("every client to resume and read the new server's events", LONG, async || {
+            let now = progress(&clients);
+            if now.iter().all(|(connections, _, reached)| *connections >= 2 && *reached >= head + 400) {
+                Ok(())
+            } else {
+                Err(format!("head {head} at the restart; (connections, events, newest id) {now:?}"))
+            }
+        })
+        .await;
         let stopped = http_client()
             .delete(format!("http://127.0.0.1:{port}/instance/logout/busy"))
             .header("apikey", "crash-admin-key")
@@ -185,11 +292,8 @@ on_both_backends! {
         assert_eq!(stopped.status(), 200);
         let log = read_all(port, "crash-admin-key").await;
         let last = *log.last().expect("events");
-        // Let the clients reach the end of the log, then stop them.
-        tokio::time::sleep(Duration::from_millis(1000)).await;
-        stop.store(true, Ordering::Relaxed);
-        for client in clients {
-            let seen = client.await.expect("client");
+        // The clients read on to the end of the log and stop there.
+        for seen in finish_at(clients, last).await {
             assert_eq!(seen.last().copied(), Some(last), "the client caught up");
             assert_saw_everything(&seen, &log);
         }
@@ -216,36 +320,24 @@ async fn survive_outage(
         )
         .await;
     }
-    let stop = Arc::new(AtomicBool::new(false));
     let clients: Vec<_> = (0..3)
-        .map(|_| {
-            resuming_client(
-                app.ws_url(&format!("/ws?apikey={}", app.admin_key)),
-                stop.clone(),
-            )
-        })
+        .map(|_| ResumingClient::start(app.ws_url(&format!("/ws?apikey={}", app.admin_key))))
         .collect();
     app.send_text("load1", "+15550000001", "before").await;
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    // The outage comes while every client is in the middle of the stream.
+    wait_reading(&clients, 200).await;
 
     outage.await;
-    let mut noticed = false;
-    for _ in 0..100 {
-        if app
-            .http
+    wait_for("readiness to report the database down", LONG, async || {
+        app.http
             .get(app.url("/ready"))
             .send()
             .await
             .expect("send")
             .status()
             == 503
-        {
-            noticed = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(noticed, "readiness reports the database down");
+    })
+    .await;
     let started = std::time::Instant::now();
     let during = app
         .admin(Method::POST, "/message/sendText/load1")
@@ -260,27 +352,33 @@ async fn survive_outage(
     );
     recovery.await;
 
-    let mut recovered = false;
-    for _ in 0..200 {
-        let after = app
-            .admin(Method::POST, "/message/sendText/load1")
-            .json(&json!({ "number": "+15550000001", "text": "after" }))
-            .send()
-            .await
-            .expect("send");
-        if after.status() == 201 {
-            recovered = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(recovered, "the server recovers by itself");
+    wait_for(
+        "the server to recover by itself and accept a text",
+        LONG,
+        async || {
+            let after = app
+                .admin(Method::POST, "/message/sendText/load1")
+                .json(&json!({ "number": "+15550000001", "text": "after" }))
+                .send()
+                .await
+                .expect("send");
+            match after.status().as_u16() {
+                201 => Ok(()),
+                status => Err(format!("sendText answers {status}")),
+            }
+        },
+    )
+    .await;
     let before = app.read_log("").await.len();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert!(
-        app.read_log("").await.len() > before + 100,
-        "the simulators write again"
-    );
+    wait_for("the simulators to write again", LONG, async || {
+        let now = app.read_log("").await.len();
+        if now > before + 100 {
+            Ok(())
+        } else {
+            Err(format!("{now} events, {before} at the recovery"))
+        }
+    })
+    .await;
     for name in ["load1", "load2"] {
         app.admin(Method::DELETE, &format!("/instance/logout/{name}"))
             .send()
@@ -293,10 +391,9 @@ async fn survive_outage(
         .iter()
         .map(|e| e["id"].as_i64().expect("id"))
         .collect();
-    tokio::time::sleep(Duration::from_millis(1000)).await;
-    stop.store(true, Ordering::Relaxed);
-    for client in clients {
-        let seen = client.await.expect("client");
+    let last = *log.last().expect("events");
+    // The clients read on to the end of the log and stop there.
+    for seen in finish_at(clients, last).await {
         assert_eq!(seen.last(), log.last(), "the client caught up");
         assert_saw_everything(&seen, &log);
     }
@@ -321,6 +418,7 @@ async fn postgres_cut_off_under_load_gives_503_not_hangs_and_loses_nothing_commi
     let app = TestApp::spawn(&db).await;
     let proxy = db.proxy();
     survive_outage(app, async { proxy.cut() }, async {
+        // pacing only: the cut lasts 2 s, the scenario's length; the result is decided by the recovery checks that follow
         tokio::time::sleep(Duration::from_secs(2)).await;
         proxy.restore();
     })

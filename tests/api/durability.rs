@@ -65,8 +65,7 @@ on_both_backends! {
             .await
             .expect("json");
         assert_eq!(state["instance"]["instanceName"], "alpha");
-        let mut waited = 0;
-        loop {
+        wait_for("alpha's actor to be running again", WAIT, async || {
             let list: Value = app.get_json("/instance/fetchInstances").await;
             let status = |name: &str| {
                 list.as_array()
@@ -77,12 +76,12 @@ on_both_backends! {
             };
             assert_eq!(status("beta").as_deref(), Some("close"));
             if status("alpha").as_deref() == Some("open") {
-                break;
+                Ok(())
+            } else {
+                Err(list)
             }
-            waited += 1;
-            assert!(waited < 100, "alpha's actor restarts: {list}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        })
+        .await;
 
         // Everything committed before is there, unchanged, in order.
         let after = app.read_log("").await;
@@ -109,14 +108,13 @@ on_both_backends! {
 
         // New events continue the cursors.
         app.send_text("alpha", "+15550000001", "after restart").await;
-        let mut more = app.read_log("").await;
-        let mut tries = 0;
-        while !more.iter().any(|e| e["data"]["content"] == "Echo: after restart") {
-            tries += 1;
-            assert!(tries < 200, "the echo arrives");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            more = app.read_log("").await;
-        }
+        let more = wait_for("the echo to arrive", WAIT, async || {
+            let log = app.read_log("").await;
+            log.iter()
+                .any(|e| e["data"]["content"] == "Echo: after restart")
+                .then_some(log)
+        })
+        .await;
         assert_ordered_and_gap_free(&more);
         app.stop().await;
     }
@@ -153,7 +151,16 @@ on_both_backends! {
         for sender in senders {
             sender.await.expect("sender");
         }
-        tokio::time::sleep(Duration::from_millis(1500)).await;
+        // The simulators run on until the log holds enough traffic.
+        wait_for("more than 1000 events committed", Duration::from_secs(60), async || {
+            let committed = metric(&app, "switchboard_events_committed_total").await;
+            if committed > 1000 {
+                Ok(())
+            } else {
+                Err(format!("{committed} committed"))
+            }
+        })
+        .await;
         for name in names {
             let response = app
                 .admin(Method::DELETE, &format!("/instance/logout/{name}"))
@@ -209,21 +216,23 @@ async fn while_postgres_is_unreachable_writes_fail_fast_with_503_and_recover_by_
     assert_eq!(ready.status(), 503);
 
     db.proxy().restore();
-    let mut recovered = false;
-    for _ in 0..100 {
-        let response = app
-            .admin(Method::POST, "/message/sendText/alpha")
-            .json(&json!({ "number": "+15550000001", "text": "after" }))
-            .send()
-            .await
-            .expect("send");
-        if response.status() == 201 {
-            recovered = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(recovered, "the server recovers without a restart");
+    wait_for(
+        "the server to recover without a restart and accept a text",
+        Duration::from_secs(60),
+        async || {
+            let response = app
+                .admin(Method::POST, "/message/sendText/alpha")
+                .json(&json!({ "number": "+15550000001", "text": "after" }))
+                .send()
+                .await
+                .expect("send");
+            match response.status().as_u16() {
+                201 => Ok(()),
+                status => Err(format!("sendText answers {status}")),
+            }
+        },
+    )
+    .await;
     let contents: Vec<String> = app
         .read_log("&events=outgoing")
         .await

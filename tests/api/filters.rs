@@ -1,7 +1,7 @@
 //! Filters: each client gets exactly what it asked for, and can change it.
 
 use serde_json::json;
-use std::time::Duration;
+use switchboard::event::data::Direction;
 
 use crate::helpers::*;
 use crate::on_both_backends;
@@ -26,8 +26,8 @@ on_both_backends! {
             .ws(&format!("/ws/alpha?apikey={key}&events=MESSAGES_UPDATE"))
             .await;
 
-        app.send_text("alpha", "+15550000001", "one").await;
-        app.send_text("beta", "+15550000002", "two").await;
+        let one = app.send_text("alpha", "+15550000001", "one").await;
+        let two = app.send_text("beta", "+15550000002", "two").await;
 
         let got = incoming.events_until(WAIT, |e| e.len() == 2).await;
         assert_eq!(summary(&got), pairs(&[("message", "incoming"), ("message", "incoming")]));
@@ -41,8 +41,13 @@ on_both_backends! {
             pairs(&[("delivery", "queued"), ("delivery", "sent"), ("delivery", "delivered")])
         );
         assert!(got.iter().all(|e| e["instance"] == "alpha"));
-        incoming.assert_silent(Duration::from_millis(300)).await;
-        alpha_deliveries.assert_silent(Duration::from_millis(300)).await;
+        // Nothing else: once both stories are in the log, each client's next
+        // event is a marker of its kind appended after them.
+        wait_delivered_and_echoed(&app, &[(&one, "one"), (&two, "two")]).await;
+        let message = append_marker(&app.log, "alpha", marker_message(Direction::Incoming, "marker-1")).await;
+        let delivery = append_marker(&app.log, "alpha", marker_delivery("marker-2")).await;
+        incoming.assert_next_is_marker(message).await;
+        alpha_deliveries.assert_next_is_marker(delivery).await;
 
         // Change both filters at run time; each change is acknowledged.
         incoming.send_json(json!({ "action": "unsubscribe", "instances": ["beta"] })).await;
@@ -57,8 +62,8 @@ on_both_backends! {
         assert_eq!(ack["data"]["events"], json!(["message", "delivery"]));
         assert_eq!(ack["data"]["instances"], json!(["alpha"]));
 
-        app.send_text("beta", "+15550000003", "three").await;
-        app.send_text("alpha", "+15550000004", "four").await;
+        let three = app.send_text("beta", "+15550000003", "three").await;
+        let four = app.send_text("alpha", "+15550000004", "four").await;
 
         let got = incoming.events_until(WAIT, |e| e.len() == 1).await;
         assert_eq!(got[0]["instance"], "alpha");
@@ -74,8 +79,11 @@ on_both_backends! {
                 ("message", "incoming"),
             ])
         );
-        incoming.assert_silent(Duration::from_millis(300)).await;
-        alpha_deliveries.assert_silent(Duration::from_millis(300)).await;
+        // Nothing else: an incoming message on alpha is for both of them now.
+        wait_delivered_and_echoed(&app, &[(&three, "three"), (&four, "four")]).await;
+        let marker = append_marker(&app.log, "alpha", marker_message(Direction::Incoming, "marker-3")).await;
+        incoming.assert_next_is_marker(marker).await;
+        alpha_deliveries.assert_next_is_marker(marker).await;
 
         // Unsubscribing from an event removes it.
         alpha_deliveries
@@ -117,10 +125,14 @@ on_both_backends! {
         assert_eq!(found["websocket"]["events"], json!(["outgoing"]));
 
         let mut defaults = app.ws(&format!("/ws/alpha?apikey={}", app.admin_key)).await;
-        app.send_text("alpha", "+15550000001", "x").await;
+        let x = app.send_text("alpha", "+15550000001", "x").await;
         let got = defaults.events_until(WAIT, |e| !e.is_empty()).await;
         assert_eq!(summary(&got), pairs(&[("message", "outgoing")]));
-        defaults.assert_silent(Duration::from_millis(500)).await;
+        // Nothing else of the text's story: the next event is an outgoing
+        // marker appended after it.
+        wait_delivered_and_echoed(&app, &[(&x, "x")]).await;
+        let marker = append_marker(&app.log, "alpha", marker_message(Direction::Outgoing, "marker")).await;
+        defaults.assert_next_is_marker(marker).await;
         defaults.close().await;
         app.stop().await;
     }

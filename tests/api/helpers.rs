@@ -15,7 +15,7 @@ use switchboard::{
     app::{AppHandle, Application},
     config::Settings,
     domain::InstanceName,
-    event::data::{Direction, MessageData, Payload},
+    event::data::{DeliveryData, DeliveryStatus, Direction, MessageData, Payload},
     hub::Hub,
     store::{EventLog, Job},
 };
@@ -456,13 +456,16 @@ impl WsClient {
             .expect("send a frame");
     }
 
-    /// Asserts nothing arrives for a while (the filter keeps things out).
-    pub async fn assert_silent(&mut self, wait: Duration) {
-        if let Ok(Some(Ok(Message::Text(text)))) =
-            tokio::time::timeout(wait, self.stream.next()).await
-        {
-            panic!("expected silence, got {text}");
-        }
+    /// Asserts that the next event is the marker with log id `marker` (see
+    /// [`append_marker`]): whatever the client should not get and was
+    /// committed before the marker would have come first.
+    pub async fn assert_next_is_marker(&mut self, marker: i64) {
+        let event = self.event(WAIT).await;
+        assert_eq!(
+            event["id"].as_i64(),
+            Some(marker),
+            "expected nothing before the marker {marker}, got {event}"
+        );
     }
 
     pub async fn close(mut self) {
@@ -519,7 +522,167 @@ pub async fn append_messages(
     }
 }
 
+/// Appends one event straight to the log and returns its id. It marks a
+/// point in the streams: a client whose next event is the marker got
+/// nothing it should not have among what was committed before it, which
+/// proves a silence by order rather than by a pause.
+pub async fn append_marker(log: &EventLog, instance: &str, payload: impl Payload) -> i64 {
+    let name = InstanceName::parse(instance).expect("valid");
+    let committed = log
+        .append(Job {
+            events: vec![payload.into_event(&name)],
+            changes: Vec::new(),
+        })
+        .await
+        .expect("append the marker");
+    committed.first().expect("the marker's id").id
+}
+
+/// A message to use as a marker.
+pub fn marker_message(direction: Direction, id: &str) -> MessageData {
+    MessageData {
+        id: id.into(),
+        direction,
+        from: "+15550000009".into(),
+        to: "+15550000008".into(),
+        kind: "text".into(),
+        content: format!("marker {id}"),
+        timestamp: 0,
+        parts: 1,
+    }
+}
+
+/// A delivery update to use as a marker.
+pub fn marker_delivery(id: &str) -> DeliveryData {
+    DeliveryData {
+        id: id.into(),
+        status: DeliveryStatus::Sent,
+        to: "+15550000008".into(),
+        timestamp: 0,
+        error: None,
+        parts_done: None,
+        parts: None,
+    }
+}
+
+/// Waits until the log holds the whole story of each text sent on the
+/// simulator, given as (message id, text): its delivery and its echo. After
+/// that the simulator has nothing more to say about them.
+pub async fn wait_delivered_and_echoed(app: &TestApp, texts: &[(&str, &str)]) {
+    wait_for("every text to be delivered and echoed", WAIT, async || {
+        let log = app.read_log("&events=message,delivery").await;
+        let told = |(id, text): &(&str, &str)| {
+            let echo = format!("Echo: {text}");
+            log.iter().any(|e| {
+                e["event"] == "delivery"
+                    && e["data"]["id"] == *id
+                    && e["data"]["status"] == "delivered"
+            }) && log
+                .iter()
+                .any(|e| e["event"] == "message" && e["data"]["content"] == echo.as_str())
+        };
+        if texts.iter().all(told) {
+            Ok(())
+        } else {
+            Err(format!("log: {log:?}"))
+        }
+    })
+    .await
+}
+
 pub const WAIT: Duration = Duration::from_secs(10);
+
+/// How long [`wait_for`] pauses between two looks at its condition.
+const POLL_EVERY: Duration = Duration::from_millis(10);
+
+/// What a condition given to [`wait_for`] answers: whether it holds, with
+/// the value the caller wanted once it does. `bool` and `Option<T>` say
+/// "not yet" plainly; `Result<T, E>` carries what was seen instead (`E`),
+/// so that a timeout can tell how far things got.
+pub trait Holds {
+    type Value;
+    /// `Ok` once the condition holds; otherwise what to report on timeout.
+    fn holds(self) -> Result<Self::Value, Option<String>>;
+}
+
+impl Holds for bool {
+    type Value = ();
+    fn holds(self) -> Result<(), Option<String>> {
+        if self {
+            Ok(())
+        } else {
+            Err(None)
+        }
+    }
+}
+
+impl<T> Holds for Option<T> {
+    type Value = T;
+    fn holds(self) -> Result<T, Option<String>> {
+        self.ok_or(None)
+    }
+}
+
+impl<T, E: std::fmt::Display> Holds for Result<T, E> {
+    type Value = T;
+    fn holds(self) -> Result<T, Option<String>> {
+        self.map_err(|seen| Some(seen.to_string()))
+    }
+}
+
+/// Waits until `condition` holds and returns what it gave; every wait of
+/// the tests for some state goes through here. The condition is looked at
+/// every few milliseconds (a slow look, such as reading a long log, simply
+/// takes its time) and the first time it holds ends the wait. When
+/// `deadline` passes first, even in the middle of a look that hangs, the
+/// test fails naming `what` it waited for and the last thing it saw.
+pub async fn wait_for<H: Holds>(
+    what: &str,
+    deadline: Duration,
+    mut condition: impl AsyncFnMut() -> H,
+) -> H::Value {
+    let started = Instant::now();
+    let mut looks = 0u64;
+    let mut seen: Option<String> = None;
+    let polling = async {
+        loop {
+            looks += 1;
+            match condition().await.holds() {
+                Ok(value) => return value,
+                Err(note) => seen = note,
+            }
+            // pacing only: the pause between two looks; the result is decided by the condition.
+            tokio::time::sleep(POLL_EVERY).await;
+        }
+    };
+    let outcome = tokio::time::timeout(deadline, polling).await;
+    match outcome {
+        Ok(value) => value,
+        Err(_) => panic!(
+            "timed out after {:?} ({looks} looks) waiting for {what}{}",
+            started.elapsed(),
+            seen.map(|seen| format!("; last seen: {seen}"))
+                .unwrap_or_default()
+        ),
+    }
+}
+
+/// The value of a counter or gauge in the server's `/metrics`.
+pub async fn metric(app: &TestApp, name: &str) -> u64 {
+    let text = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics request")
+        .text()
+        .await
+        .expect("metrics body");
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|value| value.parse().ok())
+        .unwrap_or_else(|| panic!("no metric {name} in /metrics:\n{text}"))
+}
 
 /// An HTTP client; TLS needs the process's crypto provider installed first.
 pub fn http_client() -> reqwest::Client {
@@ -669,4 +832,24 @@ impl SseClient {
             }
         }
     }
+}
+
+#[tokio::test]
+async fn a_wait_returns_what_its_condition_gave_once_it_holds() {
+    let mut looks = 0;
+    let value = wait_for("the third look", WAIT, async || {
+        looks += 1;
+        (looks == 3).then_some(looks * 10)
+    })
+    .await;
+    assert_eq!(value, 30);
+}
+
+#[tokio::test]
+#[should_panic(expected = "waiting for the impossible; last seen: still nothing")]
+async fn a_wait_that_never_holds_fails_naming_what_it_waited_for_and_what_it_saw() {
+    wait_for("the impossible", Duration::from_millis(50), async || {
+        Err::<(), _>("still nothing")
+    })
+    .await
 }

@@ -3,10 +3,12 @@
 use std::time::Duration;
 
 use chrono::DateTime;
+use futures_util::StreamExt;
 use reqwest::Method;
 use serde_json::{json, Value};
 use switchboard::config::InstanceSeed;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_tungstenite::tungstenite::Message;
 
 use crate::helpers::*;
 use crate::on_both_backends;
@@ -24,13 +26,15 @@ async fn state_of(app: &TestApp, name: &str) -> String {
 }
 
 async fn wait_state(app: &TestApp, name: &str, want: &str) {
-    for _ in 0..200 {
-        if state_of(app, name).await == want {
-            return;
+    wait_for(&format!("{name} to be {want}"), WAIT, async || {
+        let state = state_of(app, name).await;
+        if state == want {
+            Ok(())
+        } else {
+            Err(format!("state {state:?}"))
         }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("{name} never reached {want}");
+    })
+    .await
 }
 
 fn micros(event: &Value) -> i64 {
@@ -52,23 +56,39 @@ on_both_backends! {
         assert_eq!(state_of(&app, "alpha").await, "close");
         // A message sent while logged out waits in the outbox...
         let id = app.send_text("alpha", "+15550000001", "queued while away").await;
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        let log = app.read_log("&instance=alpha&events=delivery").await;
+        let log = wait_for("the message to be queued", WAIT, async || {
+            let log = app.read_log("&instance=alpha&events=delivery").await;
+            log.iter().any(|e| e["data"]["id"] == id.as_str()).then_some(log)
+        })
+        .await;
         assert!(log.iter().all(|e| e["data"]["status"] == "queued"), "{log:?}");
 
         // ...and goes out once the instance is connected again.
         let back: Value = app.get_json("/instance/connect/alpha").await;
         assert_eq!(back["instance"]["state"], "open");
-        let mut delivered = false;
-        for _ in 0..100 {
+        wait_for("the queued message to be sent after connect", WAIT, async || {
             let log = app.read_log("&instance=alpha&events=delivery").await;
-            if log.iter().any(|e| e["data"]["id"] == id.as_str() && e["data"]["status"] == "delivered") {
-                delivered = true;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        assert!(delivered, "the queued message was sent after connect");
+            log.iter().any(|e| e["data"]["id"] == id.as_str() && e["data"]["status"] == "delivered")
+        })
+        .await;
+        // Nothing went out while it was logged out: between the logout and
+        // the connect, the log holds only its "queued".
+        let story = app.read_log("&instance=alpha&events=connection,delivery").await;
+        let state_at = |from: usize, state: &str| {
+            story[from..]
+                .iter()
+                .position(|e| e["event"] == "connection" && e["data"]["state"] == state)
+                .map(|at| from + at)
+                .unwrap_or_else(|| panic!("no {state} after event {from}: {story:?}"))
+        };
+        let logged_out = state_at(0, "disconnected");
+        let connecting = state_at(logged_out, "connecting");
+        let meanwhile: Vec<&Value> = story[logged_out..connecting]
+            .iter()
+            .filter(|e| e["event"] == "delivery")
+            .collect();
+        assert!(!meanwhile.is_empty(), "{story:?}");
+        assert!(meanwhile.iter().all(|e| e["data"]["status"] == "queued"), "{story:?}");
 
         let restarted: Value = app.admin(Method::POST, "/instance/restart/alpha").send().await.expect("send").json().await.expect("json");
         assert_eq!(restarted["instance"]["state"], "open");
@@ -274,8 +294,9 @@ on_both_backends! {
         settings.http.ping_interval_secs = 1;
         settings.http.client_timeout_secs = 2;
         let app = TestApp::spawn_with(settings).await;
-        // A client that never answers (it does not even read) is closed
-        // with 4001 after the timeout, having been pinged first.
+        // A client that never answers is closed with 4001 after the timeout,
+        // having been pinged first. (It reads what comes, but to the server
+        // that is no different from a client that does not read at all.)
         let mut raw = tokio::net::TcpStream::connect(("127.0.0.1", app.port)).await.expect("connect");
         let request = format!(
             "GET /ws?apikey={} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
@@ -283,22 +304,47 @@ on_both_backends! {
             app.admin_key
         );
         raw.write_all(request.as_bytes()).await.expect("handshake");
-        tokio::time::sleep(Duration::from_secs(4)).await;
+        let frames = |bytes: &[u8]| -> Option<Vec<u8>> {
+            bytes
+                .windows(4)
+                .position(|w| w == b"\r\n\r\n")
+                .map(|i| bytes[i + 4..].to_vec())
+        };
+        // Everything up to the close frame's code, or the end of the stream.
         let mut bytes = Vec::new();
-        let _ = tokio::time::timeout(Duration::from_secs(5), raw.read_to_end(&mut bytes)).await;
-        let body = bytes
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .map(|i| &bytes[i + 4..])
-            .expect("a handshake response");
+        let mut chunk = [0u8; 1024];
+        tokio::time::timeout(WAIT, async {
+            loop {
+                let body = frames(&bytes).unwrap_or_default();
+                if body.windows(4).any(|w| w[0] == 0x88) {
+                    return;
+                }
+                match raw.read(&mut chunk).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => bytes.extend_from_slice(&chunk[..n]),
+                }
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("the silent client was not closed within {WAIT:?}"));
+        let body = frames(&bytes).expect("a handshake response");
         assert!(body.windows(2).any(|w| w == [0x89, 0x00]), "a ping frame was sent");
         let close = body.windows(2).position(|w| w[0] == 0x88).expect("a close frame");
         let code = u16::from_be_bytes([body[close + 2], body[close + 3]]);
         assert_eq!(code, 4001);
 
-        // A client that answers pings stays connected past the timeout.
+        // A client that answers pings stays connected past the timeout: it
+        // answers five pings in a row (over four seconds, twice the timeout)
+        // and meanwhile gets neither a close nor anything else.
         let mut alive = app.ws(&format!("/ws?apikey={}", app.admin_key)).await;
-        alive.assert_silent(Duration::from_secs(4)).await;
+        for _ in 0..5 {
+            let message = tokio::time::timeout(WAIT, alive.stream.next())
+                .await
+                .unwrap_or_else(|_| panic!("no ping within {WAIT:?}"))
+                .expect("the connection stays open")
+                .expect("a frame");
+            assert!(matches!(message, Message::Ping(_)), "expected only pings, got {message:?}");
+        }
         alive.send_json(json!({ "type": "ping" })).await;
         assert_eq!(alive.control(WAIT).await["type"], "pong");
         alive.close().await;

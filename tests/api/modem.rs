@@ -75,30 +75,20 @@ pub async fn wait_log(
     what: &str,
     done: impl Fn(&[Value]) -> bool,
 ) -> Vec<Value> {
-    let deadline = std::time::Instant::now() + LONG;
-    loop {
+    wait_for(what, LONG, async || {
         let log = app.read_log(query).await;
         if done(&log) {
-            return log;
+            Ok(log)
+        } else {
+            Err(format!("log: {log:#?}"))
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting for {what}; log: {log:#?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await
 }
 
 /// Waits for a condition on the simulated modem.
 async fn wait_sim(what: &str, done: impl Fn() -> bool) {
-    let deadline = std::time::Instant::now() + LONG;
-    while !done() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for(what, LONG, async || done()).await
 }
 
 async fn wait_connected(app: &TestApp, name: &str) {

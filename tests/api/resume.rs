@@ -3,7 +3,7 @@
 
 use std::{
     sync::{
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering},
         Arc,
     },
     time::Duration,
@@ -16,6 +16,7 @@ use switchboard::{
     event::data::{Direction, MessageData, Payload},
     store::{EventLog, Job},
 };
+use tokio::sync::watch;
 
 use crate::helpers::*;
 use crate::on_both_backends;
@@ -30,6 +31,7 @@ fn keep_appending(
     let task = tokio::spawn(async move {
         while !flag.load(Ordering::Relaxed) {
             append_messages(&log, instance, 20, 20, 200).await;
+            // pacing only: traffic while clients connect and resume; the result is decided by the ids the clients get
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     });
@@ -56,12 +58,16 @@ on_both_backends! {
         let app = TestApp::spawn(&db).await;
         append_messages(&app.log, "alpha", 2000, 250, 100).await;
         let (stop, producer) = keep_appending(app.log.clone(), "alpha");
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        wait_for("the producer to append", WAIT, async || app.hub.last_published() > 2000).await;
 
         // Resume from the middle while events keep arriving.
         let since = 700;
         let mut ws = app.ws(&format!("/ws?apikey={}&since={since}", app.admin_key)).await;
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        let connected_at = app.hub.last_published();
+        wait_for("20 more batches after the client connected", WAIT, async || {
+            app.hub.last_published() >= connected_at + 400
+        })
+        .await;
         stop.store(true, Ordering::Relaxed);
         producer.await.expect("producer");
         let last = head(&app).await;
@@ -71,7 +77,10 @@ on_both_backends! {
             })
             .await;
         assert_eq!(ids(&got), (since + 1..=last).collect::<Vec<_>>());
-        ws.assert_silent(Duration::from_millis(200)).await;
+        // Nothing more (no duplicate): the next event is one appended now.
+        append_messages(&app.log, "alpha", 1, 1, 10).await;
+        assert_eq!(ws.event(WAIT).await["id"].as_i64(), Some(last + 1));
+        let last = last + 1;
 
         // A cursor at the head replays nothing and then is live.
         let mut ws = app.ws(&format!("/ws?apikey={}&since={last}", app.admin_key)).await;
@@ -92,20 +101,24 @@ on_both_backends! {
 
         // While the client reads nothing, far more than its queue and both
         // sockets' buffers is published.
+        let sampling = Arc::new(AtomicBool::new(true));
         let sampler = {
             let hub = app.hub.clone();
+            let sampling = sampling.clone();
             tokio::spawn(async move {
                 let mut peak = 0;
-                for _ in 0..150 {
+                while sampling.load(Ordering::Relaxed) {
                     peak = peak.max(hub.stats().queued_bytes.load(Ordering::Relaxed));
+                    // pacing only: how often the sampler looks; the result is decided by the peak over the whole publishing
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
-                peak
+                peak.max(hub.stats().queued_bytes.load(Ordering::Relaxed))
             })
         };
         append_messages(&app.log, "alpha", 12_000, 500, 2000).await;
         let last = head(&app).await;
         assert!(app.hub.stats().lagged_connections.load(Ordering::Relaxed) >= 1, "it fell behind");
+        sampling.store(false, Ordering::Relaxed);
         let peak = sampler.await.expect("sampler");
         assert!(peak <= limit + 4096, "queued bytes peaked at {peak} with a {limit} limit");
 
@@ -130,14 +143,23 @@ on_both_backends! {
         let app = TestApp::spawn(&db).await;
         let (stop, producer) = keep_appending(app.log.clone(), "alpha");
         let clients = 12;
+        // Each client stops once it has seen the id it is told to reach.
+        let (target, told) = watch::channel(None::<i64>);
         let mut tasks = Vec::new();
+        // Per client: how often it reconnected, and the newest id it saw.
+        let mut progress = Vec::new();
         for n in 0..clients {
             let url_base = app.ws_url(&format!("/ws?apikey={}&events=incoming", app.admin_key));
-            let stop = stop.clone();
+            let mut told = told.clone();
+            let reconnects = Arc::new(AtomicUsize::new(0));
+            let reached = Arc::new(AtomicI64::new(0));
+            progress.push((reconnects.clone(), reached.clone()));
             tasks.push(tokio::spawn(async move {
                 let mut rng = rand::rngs::StdRng::seed_from_u64(n);
                 let mut seen: Vec<i64> = Vec::new();
-                let mut reconnects = 0;
+                let done = |seen: &[i64], target: Option<i64>| {
+                    target.is_some_and(|target| seen.last().is_some_and(|last| *last >= target))
+                };
                 loop {
                     let since = seen.last().copied().unwrap_or(0);
                     let url = format!("{url_base}&since={since}");
@@ -146,41 +168,50 @@ on_both_backends! {
                     // Read a random number of events, then drop the connection.
                     let quota = rng.random_range(5..200);
                     for _ in 0..quota {
-                        if stop.load(Ordering::Relaxed) {
-                            break;
+                        tokio::select! {
+                            event = ws.event(Duration::from_secs(30)) => {
+                                let id = event["id"].as_i64().expect("id");
+                                seen.push(id);
+                                reached.store(id, Ordering::SeqCst);
+                            }
+                            changed = told.changed() => changed.expect("the test holds the target"),
                         }
-                        match tokio::time::timeout(Duration::from_millis(300), ws.event(Duration::from_secs(5))).await {
-                            Ok(event) => seen.push(event["id"].as_i64().expect("id")),
-                            Err(_) => break,
+                        if done(&seen, *told.borrow()) {
+                            return (seen, reconnects.load(Ordering::SeqCst));
                         }
                     }
                     drop(ws);
-                    reconnects += 1;
-                    if stop.load(Ordering::Relaxed) {
-                        return (seen, reconnects);
-                    }
+                    reconnects.fetch_add(1, Ordering::SeqCst);
                 }
             }));
         }
-        tokio::time::sleep(Duration::from_secs(3)).await;
+        // The traffic stops once every client has churned a good many times.
+        wait_for("every client to reconnect 10 times", Duration::from_secs(60), async || {
+            let now: Vec<usize> = progress.iter().map(|(r, _)| r.load(Ordering::SeqCst)).collect();
+            if now.iter().all(|r| *r >= 10) {
+                Ok(())
+            } else {
+                Err(format!("reconnects {now:?}"))
+            }
+        })
+        .await;
         stop.store(true, Ordering::Relaxed);
         producer.await.expect("producer");
         let log: Vec<i64> = ids(&app.read_log("&events=incoming").await);
         let last = *log.last().expect("events");
-        for task in tasks {
-            let (mut seen, reconnects) = task.await.expect("client");
-            assert!(reconnects >= 3, "the client churned ({reconnects})");
-            // A final resume picks up the rest.
-            let since = seen.last().copied().unwrap_or(0);
-            if since < last {
-                let mut ws = app.ws(&format!("/ws?apikey={}&events=incoming&since={since}", app.admin_key)).await;
-                let rest = ws
-                    .events_until(Duration::from_secs(30), |e| {
-                        e.last().is_some_and(|e| e["id"].as_i64() == Some(last))
-                    })
-                    .await;
-                seen.extend(ids(&rest));
+        target.send_replace(Some(last));
+        wait_for(&format!("every client to reach id {last}"), Duration::from_secs(60), async || {
+            let now: Vec<i64> = progress.iter().map(|(_, id)| id.load(Ordering::SeqCst)).collect();
+            if now.iter().all(|id| *id >= last) {
+                Ok(())
+            } else {
+                Err(format!("newest ids {now:?}"))
             }
+        })
+        .await;
+        for task in tasks {
+            let (seen, reconnects) = task.await.expect("client");
+            assert!(reconnects >= 3, "the client churned ({reconnects})");
             assert_eq!(seen, log, "every event exactly once, in order");
         }
         app.stop().await;

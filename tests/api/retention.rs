@@ -63,17 +63,16 @@ on_both_backends! {
         old.timestamp -= chrono::Duration::hours(1);
         app.log.append(Job { events: vec![old], changes: Vec::new() }).await.expect("append");
 
-        let mut pruned = false;
-        for _ in 0..100 {
+        wait_for("retention to run", Duration::from_secs(30), async || {
             let alpha = app.read_log("&instance=alpha&events=message").await;
             let beta = app.read_log("&instance=beta&events=message").await;
             if alpha.len() <= 100 && beta.is_empty() {
-                pruned = true;
-                break;
+                Ok(())
+            } else {
+                Err(format!("alpha has {} messages, beta {}", alpha.len(), beta.len()))
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        assert!(pruned, "retention ran");
+        })
+        .await;
         let alpha = app.read_log("&instance=alpha").await;
         let oldest = alpha.first().expect("kept events")["id"].as_i64().expect("id");
         let seqs: Vec<i64> = alpha.iter().map(|e| e["seq"].as_i64().expect("seq")).collect();

@@ -163,17 +163,21 @@ on_both_backends! {
         assert_eq!(late.json(WAIT).await["data"]["code"], "TOKEN_EXPIRED");
         assert_eq!(late.closed(WAIT).await.0, 4010);
 
-        // A refresh before expiry keeps the connection open past it.
+        // A refresh before expiry keeps the connection open past it. A twin
+        // opened with the same token and not refreshed marks the expiry.
         let (_, short) = mint(&app, &app.admin_key, json!({ "instances": ["alpha"], "ttlSecs": 2 })).await;
         let short = short["token"].as_str().expect("token").to_owned();
         let mut refreshed = app.ws(&format!("/ws/alpha?token={short}&events=outgoing")).await;
+        let mut twin = app.ws(&format!("/ws/alpha?token={short}&events=outgoing")).await;
         let (_, fresh) = mint(&app, &app.admin_key, json!({ "instances": ["alpha"], "ttlSecs": 60 })).await;
         refreshed
             .send_json(json!({ "action": "refresh", "token": fresh["token"] }))
             .await;
         let ack = refreshed.control(WAIT).await;
         assert_eq!(ack["type"], "refreshed", "{ack}");
-        tokio::time::sleep(Duration::from_secs(3)).await;
+        // The short token has expired once its unrefreshed twin is closed.
+        assert_eq!(twin.control(WAIT).await["data"]["code"], "TOKEN_EXPIRED");
+        assert_eq!(twin.closed(WAIT).await.0, 4010);
         app.send_text("alpha", "+15550000003", "still connected").await;
         assert_eq!(refreshed.event(WAIT).await["data"]["content"], "still connected");
         // A garbage refresh is refused without closing.
@@ -211,9 +215,14 @@ on_both_backends! {
         let (_, token) = mint(&app, &app.admin_key, json!({})).await;
         let mut t1 = app.ws(&format!("/ws?token={}", token["token"].as_str().expect("token"))).await;
         assert_eq!(t1.json(WAIT).await["data"]["code"], "CONNECTION_LIMIT");
-        // A place freed is a place taken.
+        // A place freed is a place taken. (With one worker, the server drops
+        // a stream's place with its subscription, before it can admit another.)
+        let open = metric(&app, "switchboard_connections").await;
         a1.close().await;
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        wait_for("the closed stream to give its place back", WAIT, async || {
+            metric(&app, "switchboard_connections").await < open
+        })
+        .await;
         let mut again = app.ws(&admin).await;
         again.send_json(json!({ "type": "ping" })).await;
         assert_eq!(again.control(WAIT).await["type"], "pong");
@@ -235,7 +244,16 @@ on_both_backends! {
 
         // Message size.
         drop(_b2);
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        // Left open: one admin stream and one of alpha's.
+        wait_for("the dropped stream to give its place back", WAIT, async || {
+            let open = metric(&app, "switchboard_connections").await;
+            if open == 2 {
+                Ok(())
+            } else {
+                Err(format!("{open} streams open"))
+            }
+        })
+        .await;
         let mut big = app.ws(&format!("/ws?apikey={alpha_key}")).await;
         big.send_json(json!({ "type": "ping", "pad": "x".repeat(2000) })).await;
         assert_eq!(big.closed(WAIT).await.0, 1009);

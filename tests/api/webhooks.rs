@@ -83,15 +83,9 @@ impl Receiver {
     }
 }
 
-async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-    for _ in 0..300 {
-        if done() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("timed out waiting for {what}");
-}
+/// Generous for a loaded 2-core machine; every wait ends as soon as its
+/// condition holds.
+const LONG: Duration = Duration::from_secs(30);
 
 on_both_backends! {
     async fn a_webhook_gets_every_event_in_order_after_its_receiver_and_the_server_were_down(backend: Backend) {
@@ -117,22 +111,23 @@ on_both_backends! {
         assert!(!found.to_string().contains("hook-secret"));
 
         app.send_text("alpha", "+15550000001", "first").await;
-        wait_for("the first two events", || receiver.ids().len() == 2).await;
+        wait_for("the first two events at the receiver", LONG, async || receiver.ids().len() == 2).await;
 
         // The receiver fails: deliveries are retried and the failures show.
         receiver.failing.store(true, Ordering::SeqCst);
         for n in 0..4 {
             app.send_text("alpha", "+15550000001", &format!("while down {n}")).await;
         }
-        let mut status = Value::Null;
-        for _ in 0..100 {
+        let status = wait_for("two failures in a row to show", LONG, async || {
             let found: Value = app.get_json("/webhook/find/alpha").await;
-            status = found["webhook"]["status"].clone();
+            let status = found["webhook"]["status"].clone();
             if status["consecutiveFailures"].as_u64().unwrap_or(0) >= 2 {
-                break;
+                Ok(status)
+            } else {
+                Err(status)
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        })
+        .await;
         assert!(status["consecutiveFailures"].as_u64().unwrap_or(0) >= 2, "{status}");
         assert!(status["lastError"].as_str().unwrap_or("").contains("503"), "{status}");
         let metrics = app.http.get(app.url("/metrics")).send().await.expect("send").text().await.expect("text");
@@ -149,24 +144,32 @@ on_both_backends! {
         for n in 0..3 {
             app.send_text("alpha", "+15550000001", &format!("after restart {n}")).await;
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        // The restarted server has tried the receiver and failed.
+        wait_for("a failed delivery from the restarted server", LONG, async || {
+            metric(&app, "switchboard_webhook_failures_total").await >= 1
+        })
+        .await;
         // ...then the receiver comes back and gets everything it missed,
         // once each, in log order.
         receiver.failing.store(false, Ordering::SeqCst);
-        let expected: Vec<i64> = loop {
+        let expected: Vec<i64> = wait_for("8 messages out and 8 echoes back", LONG, async || {
             let log: Vec<i64> = app
                 .read_log("&instance=alpha&events=message")
                 .await
                 .iter()
                 .map(|e| e["id"].as_i64().expect("id"))
                 .collect();
-            // 8 messages out, 8 echoes back.
             if log.len() == 16 {
-                break log;
+                Ok(log)
+            } else {
+                Err(format!("{} messages in the log", log.len()))
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        };
-        wait_for("every message at the receiver", || receiver.ids().len() >= expected.len()).await;
+        })
+        .await;
+        wait_for("every message at the receiver", LONG, async || {
+            receiver.ids().len() >= expected.len()
+        })
+        .await;
         assert_eq!(receiver.ids(), expected);
         app.stop().await;
         receiver.handle.stop(false).await;
