@@ -3,7 +3,7 @@
 //!
 //! Credentials are checked by the [`Caller`] extractor; bad JSON, bad query
 //! strings, unknown routes and wrong methods all answer with the JSON error
-//! body of [`crate::error`], never actix's plain-text defaults.
+//! body of [`error`], never actix's plain-text defaults.
 
 mod call;
 pub mod error;

@@ -10,7 +10,7 @@
 //!   in the API (demo and load driver).
 //! - [`gsm`]: the driver of a real GSM/LTE modem, over [`serial`] or
 //!   [`tcp`], speaking AT commands through the [`at`] engine and SMS PDUs
-//!   through [`pdu`]; configured with [`options`].
+//!   through [`pdu`]; configured with [`crate::domain::modem_options`].
 //!
 //! `switchboard modem-sim`, the simulated AT modem the real drivers are
 //! tested against, is not a driver: it lives in [`crate::tools::modem_sim`].
