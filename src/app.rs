@@ -16,7 +16,7 @@ use actix_web::{
     web, App,
 };
 use anyhow::Context;
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
@@ -50,6 +50,9 @@ pub struct Application {
     writer: TaskTracker,
     admin_key: SecretString,
     admin_key_generated: bool,
+    /// Held for the process's life on the embedded database, so a second
+    /// process on the same data directory refuses to start (invariant 3).
+    _data_dir_lock: Option<DataDirLock>,
 }
 
 /// Stops a running application from anywhere (signals, tests).
@@ -71,6 +74,10 @@ impl Application {
         // The port first: a server that cannot serve must not start modem
         // actors or commit anything before it fails.
         let listener = bind(&settings)?;
+        let data_dir_lock = match &settings.database.url {
+            Some(url) if !url.expose_secret().starts_with("sqlite:") => None,
+            _ => Some(DataDirLock::acquire(&settings.data_dir)?),
+        };
         let store = Store::connect(
             settings.database.url.as_ref(),
             &settings.data_dir,
@@ -233,6 +240,7 @@ impl Application {
             writer,
             admin_key,
             admin_key_generated,
+            _data_dir_lock: data_dir_lock,
         })
     }
 
@@ -309,6 +317,42 @@ impl Application {
         self.state.service.log().store().close().await;
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// An exclusive lock on `<data_dir>/switchboard.lock`.
+///
+/// On SQLite every process drives every instance it finds, so two on one
+/// data directory would drive each modem twice. The kernel drops the lock
+/// when the process ends, however it ends, so a crash never leaves the
+/// directory locked.
+struct DataDirLock {
+    _file: nix::fcntl::Flock<std::fs::File>,
+}
+
+impl DataDirLock {
+    fn acquire(data_dir: &std::path::Path) -> anyhow::Result<DataDirLock> {
+        std::fs::create_dir_all(data_dir)
+            .with_context(|| format!("while creating the data directory {}", data_dir.display()))?;
+        let path = data_dir.join("switchboard.lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("while opening {}", path.display()))?;
+        match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+            Ok(file) => Ok(DataDirLock { _file: file }),
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) => anyhow::bail!(
+                "another switchboard process is using the data directory {} (it holds {}); \
+                 the embedded database is single-node: stop that process, give this one \
+                 its own data_dir, or run several nodes on PostgreSQL",
+                data_dir.display(),
+                path.display()
+            ),
+            Err((_, errno)) => Err(anyhow::anyhow!(errno))
+                .with_context(|| format!("while locking {}", path.display())),
+        }
     }
 }
 

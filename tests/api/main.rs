@@ -3,6 +3,7 @@
 //! clients. One binary, one file per feature.
 
 mod helpers;
+mod process;
 mod proxy;
 mod resume;
 mod retention;
@@ -14,6 +15,7 @@ mod auth;
 mod backpressure;
 mod bad_input;
 mod browser;
+mod cluster;
 mod crash;
 mod docker;
 mod durability;
