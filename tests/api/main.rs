@@ -15,6 +15,7 @@ mod backpressure;
 mod bad_input;
 mod browser;
 mod crash;
+mod dashboard;
 mod docker;
 mod durability;
 mod filters;

@@ -120,14 +120,16 @@ export function Sparkline(props: { label: string; values: number[]; unit: string
   const values = props.values;
   const width = 300;
   const height = 64;
-  const max = Math.max(1, ...values);
+  const highest = values.length ? Math.max(...values) : 0;
+  // A flat line at zero sits on the axis rather than filling the height.
+  const max = highest > 0 ? highest : 1;
   const step = values.length > 1 ? width / (values.length - 1) : width;
   const points = values.map((v, i) => `${(i * step).toFixed(1)},${(height - 4 - (v / max) * (height - 8)).toFixed(1)}`).join(" ");
   const last = values.length ? values[values.length - 1] : undefined;
   const summary =
     last === undefined
       ? `${props.label}: no samples yet`
-      : `${props.label}: now ${format(last)} ${props.unit}, highest ${format(max)} over the last ${values.length} samples`;
+      : `${props.label}: now ${format(last)} ${props.unit}, highest ${format(highest)} over the last ${values.length} samples`;
   return (
     <figure class="chart">
       <figcaption>
@@ -138,7 +140,7 @@ export function Sparkline(props: { label: string; values: number[]; unit: string
         <line x1="0" y1={height - 4} x2={width} y2={height - 4} class="axis" />
         {values.length > 1 && <polyline points={points} class="line" />}
       </svg>
-      <small class="hint">max {format(max)}</small>
+      <small class="hint">highest {format(highest)}</small>
     </figure>
   );
 }

@@ -107,7 +107,7 @@ function Row(props: { row: InstanceRow; onDone: (message: string) => void; showO
         {info?.registration && <div class="muted small">{info.registration}</div>}
       </td>
       {props.showOwner && <td data-label="Node">{view.owner ?? view.node ?? "–"}</td>}
-      <td data-label="Since">{timeOf(props.row.connectionAt) || "–"}</td>
+      <td data-label="Last status">{timeOf(props.row.connectionAt) || "–"}</td>
       <td data-label="Actions">
         <InstanceActions name={view.instanceName} onDone={props.onDone} compact />
       </td>
