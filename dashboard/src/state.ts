@@ -43,6 +43,8 @@ const MAX_TRACKED_MESSAGES = 2000;
 export let newestSeen = 0;
 
 let feed: EventStream | null = null;
+/** Counts sign-ins, so a feed started for an ended session is not kept. */
+let sessions = 0;
 
 function onFeedEvent(event: Envelope): void {
   newestSeen = Math.max(newestSeen, event.id);
@@ -131,12 +133,21 @@ async function sampleMetrics(): Promise<void> {
 export function startSession(): void {
   stopSession();
   const admin = session.value?.role === "admin";
-  feed = new EventStream({
-    events: admin ? ["connection", "delivery", "instance"] : ["connection", "delivery"],
-    onEvent: onFeedEvent,
-    onStatus: (status, detail) => feedStatus.set({ status, detail }),
-  });
-  feed.start();
+  const generation = ++sessions;
+  // The feed starts at the log's end rather than "from now", so even its
+  // first reconnect resumes with `since` and no state change is missed.
+  void findHead()
+    .catch(() => null)
+    .then((head) => {
+      if (generation !== sessions) return;
+      feed = new EventStream({
+        since: head,
+        events: admin ? ["connection", "delivery", "instance"] : ["connection", "delivery"],
+        onEvent: onFeedEvent,
+        onStatus: (status, detail) => feedStatus.set({ status, detail }),
+      });
+      feed.start();
+    });
   void loadInstances();
   // Server-wide figures are for the admin; an instance key sees only its own.
   if (admin) {
@@ -146,6 +157,7 @@ export function startSession(): void {
 }
 
 export function stopSession(): void {
+  sessions += 1;
   feed?.stop();
   feed = null;
   clearInterval(metricsTimer);
