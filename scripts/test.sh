@@ -7,7 +7,8 @@
 # data under target/test-postgres), installing PostgreSQL from the system
 # package manager first if its binaries are missing. No test skips because a
 # database is missing: without one, this script fails and says why. The same
-# goes for Chromium, which the browser EventSource test drives headless.
+# goes for Chromium, which the browser tests drive headless, and for Node.js
+# and the dashboard's npm packages, which its browser test runs on.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -195,6 +196,34 @@ if [ -z "${CHROMIUM:-}" ]; then
 fi
 export CHROMIUM
 log "Chromium: $CHROMIUM"
+
+# The dashboard's browser test runs Playwright (playwright-core from npm)
+# on Node.js against that Chromium, and the committed dashboard build is
+# checked by building it again with Vite, which needs Node.js 20.19+ or
+# 22.12+. Node.js is installed like Chromium when missing; the npm packages
+# come from dashboard/package-lock.json.
+node_recent() {
+  node -e 'const [a, b] = process.versions.node.split(".").map(Number);
+    process.exit((a === 20 && b >= 19) || (a === 22 && b >= 12) || a > 22 ? 0 : 1)' 2>/dev/null
+}
+if [ -z "${NODE:-}" ]; then
+  command -v node >/dev/null 2>&1 || install_package "Node.js (for the dashboard)" \
+    "install Node.js 20.19 or later" nodejs nodejs nodejs node
+  command -v npm >/dev/null 2>&1 || install_package "npm (for the dashboard)" \
+    "install npm" npm npm npm node
+  NODE=$(command -v node) || { log "Node.js not found after installing"; exit 1; }
+fi
+export NODE
+PATH="$(dirname "$NODE"):$PATH"
+node_recent || { log "Node.js $(node --version) is too old: the dashboard's build (Vite) needs 20.19+ or 22.12+"; exit 1; }
+log "Node.js: $NODE ($(node --version))"
+if [ ! -f dashboard/node_modules/.package-lock.json ] ||
+  [ dashboard/package-lock.json -nt dashboard/node_modules/.package-lock.json ]; then
+  log "installing the dashboard's npm packages (npm ci)"
+  (cd dashboard && npm ci --no-audit --no-fund --loglevel=error)
+fi
+# The committed build must be what its sources build to.
+node dashboard/scripts/check-build.mjs
 
 # Databases left by earlier runs (each test makes its own).
 if command -v psql >/dev/null 2>&1; then

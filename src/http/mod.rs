@@ -1,11 +1,12 @@
 //! The HTTP surface: the Evolution-style admin API, the event log reader,
-//! health and metrics, and the WebSocket endpoint.
+//! health and metrics, the WebSocket endpoint and the dashboard.
 //!
 //! Credentials are checked by the [`Caller`] extractor; bad JSON, bad query
 //! strings, unknown routes and wrong methods all answer with the JSON error
 //! body of [`error`], never actix's plain-text defaults.
 
 mod call;
+mod dashboard;
 pub mod error;
 mod events;
 mod group;
@@ -67,7 +68,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, limits: &crate::config::Limits) {
     .app_data(web::PayloadConfig::default().limit(limits.max_body_bytes))
     // WebSocket upgrades on these paths never reach the router (see `ws`):
     // what arrives here are plain requests.
-    .service(resource("/").route(web::get().to(ws::root)))
+    .service(resource("/").route(web::get().to(dashboard::root)))
+    .service(resource("/dashboard/{path:.*}").route(web::get().to(dashboard::asset)))
     .service(resource("/ws").route(web::get().to(ws::not_an_upgrade)))
     .service(resource("/ws/{instance}").route(web::get().to(ws::not_an_upgrade)))
     .service(resource("/health").route(web::get().to(health::health)))

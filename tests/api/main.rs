@@ -17,6 +17,7 @@ mod bad_input;
 mod browser;
 mod cluster;
 mod crash;
+mod dashboard;
 mod docker;
 mod durability;
 mod filters;
