@@ -79,6 +79,11 @@ impl Filter {
         if topic == Topic::Instance {
             return self.topics.is_none_or(|t| t.contains(topic));
         }
+        if !self.stream_settings {
+            // A webhook has its own event list; the instance's stream
+            // settings must not make its cursor skip events for good.
+            return self.topics.unwrap_or_else(TopicSet::all).contains(topic);
+        }
         if !ws.enabled {
             return false;
         }
