@@ -285,6 +285,7 @@ impl Store {
                     format!("while creating the data directory {}", data_dir.display())
                 })?;
                 let path = data_dir.join("switchboard.db");
+                create_private(&path)?;
                 Ok(Store::Sqlite(
                     sqlite::SqliteStore::connect_file(&path, max_connections).await?,
                 ))
@@ -441,6 +442,27 @@ impl Store {
         match self {
             Store::Postgres(s) => s.close().await,
             Store::Sqlite(s) => s.close().await,
+        }
+    }
+}
+
+/// Creates the embedded database file readable by its owner only (it holds
+/// webhook URLs and headers, which carry receivers' secrets), before SQLite
+/// creates it with the process umask. SQLite gives its `-wal` and `-shm`
+/// files the database file's mode.
+fn create_private(path: &Path) -> anyhow::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(err) => {
+            Err(err).with_context(|| format!("while creating the database file {}", path.display()))
         }
     }
 }

@@ -7,6 +7,7 @@ mod proxy;
 mod resume;
 mod retention;
 mod streams;
+mod tenancy;
 mod tls;
 mod webhooks;
 
