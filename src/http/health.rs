@@ -128,6 +128,12 @@ pub async fn metrics(
         state.service.webhooks().backlog(),
     );
     metric(
+        "switchboard_modem_urcs_dropped_total",
+        "counter",
+        "Unsolicited results a modem sent faster than they were handled (oldest dropped).",
+        crate::modem::at::urcs_dropped(),
+    );
+    metric(
         "switchboard_instances",
         "gauge",
         "Instances on this node.",
