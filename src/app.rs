@@ -95,6 +95,7 @@ impl Application {
             log.clone(),
             hub.clone(),
             settings.modem.clone(),
+            Some(settings.data_dir.join("spool")),
             shutdown.clone(),
             actors.clone(),
         ));

@@ -89,6 +89,9 @@ pub struct Registry {
     log: EventLog,
     hub: Arc<Hub>,
     settings: ModemSettings,
+    /// Where each instance's driver keeps direct PDUs until they commit
+    /// (`<id>.pdus`); `None` keeps them in memory.
+    spool_dir: Option<std::path::PathBuf>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 }
@@ -124,6 +127,7 @@ impl Registry {
         log: EventLog,
         hub: Arc<Hub>,
         settings: ModemSettings,
+        spool_dir: Option<std::path::PathBuf>,
         shutdown: CancellationToken,
         tracker: TaskTracker,
     ) -> Registry {
@@ -134,6 +138,7 @@ impl Registry {
             log,
             hub,
             settings,
+            spool_dir,
             shutdown,
             tracker,
         }
@@ -236,8 +241,16 @@ impl Registry {
     pub fn forget(&self, name: &InstanceName) {
         // Revoked before the name is free, so nothing of a later instance
         // with this name is published before the old streams know.
-        if let Some((_, signal)) = self.identities.lock().remove(name) {
+        if let Some((id, signal)) = self.identities.lock().remove(name) {
             signal.cancel();
+            // Its actor has stopped: what it spooled belongs to nothing now.
+            if let Some(path) = self.spool_path(id) {
+                if let Err(err) = std::fs::remove_file(&path) {
+                    if err.kind() != std::io::ErrorKind::NotFound {
+                        tracing::warn!(instance = %name, error = %err, "could not remove the deleted instance's spool");
+                    }
+                }
+            }
         }
         self.keys.lock().retain(|_, identity| &identity.name != name);
         self.instances.lock().remove(name);
@@ -346,6 +359,13 @@ impl Registry {
             .collect()
     }
 
+    /// The file an instance's driver spools direct PDUs in.
+    fn spool_path(&self, id: uuid::Uuid) -> Option<std::path::PathBuf> {
+        self.spool_dir
+            .as_ref()
+            .map(|dir| dir.join(format!("{id}.pdus")))
+    }
+
     fn spawn_supervisor(&self, row: &InstanceRow) -> Supervisor {
         Supervisor::spawn(
             row.name.clone(),
@@ -353,6 +373,7 @@ impl Registry {
             row.enabled,
             self.log.clone(),
             self.settings.clone(),
+            self.spool_path(row.id),
             self.shutdown.clone(),
             &self.tracker,
         )

@@ -65,6 +65,7 @@ impl Supervisor {
         enabled: bool,
         log: EventLog,
         settings: ModemSettings,
+        spool: Option<std::path::PathBuf>,
         shutdown: CancellationToken,
         tracker: &tokio_util::task::TaskTracker,
     ) -> Supervisor {
@@ -79,6 +80,7 @@ impl Supervisor {
             enabled,
             log,
             settings,
+            spool,
             inbox,
             state: state_tx,
             outbox_ready: outbox_ready.clone(),
@@ -172,6 +174,8 @@ struct Task {
     enabled: bool,
     log: EventLog,
     settings: ModemSettings,
+    /// The driver's file for direct PDUs not committed yet.
+    spool: Option<std::path::PathBuf>,
     inbox: mpsc::Receiver<Control>,
     state: watch::Sender<ConnectionState>,
     outbox_ready: Arc<Notify>,
@@ -253,7 +257,8 @@ impl Task {
             stop.clone(),
             self.state.clone(),
         )
-        .with_number_slot(self.number.clone());
+        .with_number_slot(self.number.clone())
+        .with_spool(self.spool.clone());
         // Its own task, so a panic in a driver is caught here as a JoinError
         // instead of taking the supervisor down.
         let task = tokio::spawn(modem::run(self.driver.clone(), ctx));

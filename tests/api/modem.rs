@@ -356,6 +356,54 @@ async fn an_sms_that_arrives_while_postgres_is_down_stays_in_the_modem_and_is_de
     sim.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_direct_report_that_arrives_while_postgres_is_down_survives_a_restart_before_it_is_back() {
+    let db = TestDb::behind_proxy().await;
+    // A modem that routes reports straight to the host (+CDS) and wants
+    // each acknowledged: once it is, the network forgets the report.
+    let sim = tcp_modem(SimSettings {
+        profile: Profile::DirectReports,
+        ack_required: true,
+        report_delay: Duration::from_millis(2000),
+        ..SimSettings::default()
+    })
+    .await;
+    let app = TestApp::spawn(&db).await;
+    app.create_instance("bank", tcp_driver(&sim)).await;
+    wait_connected(&app, "bank").await;
+    let id = app.send_text("bank", "+15557654321", "report me").await;
+    wait_log(&app, "&instance=bank&events=delivery", "the part to be sent", |log| {
+        log.iter()
+            .any(|e| e["data"]["id"] == id.as_str() && e["data"]["status"] == "sent")
+    })
+    .await;
+
+    // The database goes away before the report comes.
+    db.proxy().cut();
+    assert!(
+        !sim.commands().iter().any(|c| c == "AT+CNMA"),
+        "the report came before the outage; the test needs it during"
+    );
+    // The driver acknowledges the report only once it is safe: spooled.
+    wait_sim("the report to be acknowledged", || {
+        sim.commands().iter().any(|c| c == "AT+CNMA")
+    })
+    .await;
+    // The server restarts while the database is still down, so nothing
+    // held in memory survives...
+    app.stop().await;
+    db.proxy().restore();
+    // ...and the report is still committed once it is back.
+    let app = TestApp::spawn(&db).await;
+    wait_log(&app, "&instance=bank&events=delivery", "the delivery", |log| {
+        log.iter()
+            .any(|e| e["data"]["id"] == id.as_str() && e["data"]["status"] == "delivered")
+    })
+    .await;
+    app.stop().await;
+    sim.stop().await;
+}
+
 /// The connection events of an instance, oldest first.
 async fn connection_log(app: &TestApp, name: &str) -> Vec<Value> {
     app.read_log(&format!("&instance={name}&events=connection"))
