@@ -154,6 +154,10 @@ pub struct InboundPartRow {
     pub total: u32,
     pub sequence: u32,
     pub content: String,
+    /// The part's text before decoding, in the driver's stored form, so the
+    /// parts are joined before they are decoded; `None` for parts stored
+    /// before it was kept, and for 8-bit data.
+    pub raw: Option<String>,
     /// The service centre time stamp, Unix seconds.
     pub sent_at: i64,
     pub received_at: DateTime<Utc>,
@@ -674,11 +678,21 @@ fn part_from_row(
 }
 
 /// An `inbox_parts` row: `instance, sender, reference, total, sequence,
-/// content, sent_at, received_us`.
-type InboundPartTuple = (String, String, i64, i64, i64, String, i64, i64);
+/// content, sent_at, received_us, raw`.
+type InboundPartTuple = (
+    String,
+    String,
+    i64,
+    i64,
+    i64,
+    String,
+    i64,
+    i64,
+    Option<String>,
+);
 
 fn inbound_part_from_row(
-    (instance, sender, reference, total, sequence, content, sent_at, received_us): InboundPartTuple,
+    (instance, sender, reference, total, sequence, content, sent_at, received_us, raw): InboundPartTuple,
 ) -> Result<InboundPartRow, StoreError> {
     let corrupt = |what: String| {
         StoreError::Unavailable(format!(
@@ -692,6 +706,7 @@ fn inbound_part_from_row(
         sequence: u32::try_from(sequence).map_err(|e| corrupt(e.to_string()))?,
         sender,
         content,
+        raw,
         sent_at,
         received_at: from_micros(received_us),
     })
