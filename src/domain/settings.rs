@@ -76,9 +76,18 @@ mod tests {
         let now = 1_763_807_400_000_000;
         assert_eq!(Retention::cutoff_us(now, 0), None);
         assert_eq!(Retention::cutoff_us(now, 60), Some(now - 60_000_000));
-        for age in [u64::MAX, u64::MAX - 1, i64::MAX as u64 + 1, i64::MAX as u64, 10u64.pow(13)] {
+        for age in [
+            u64::MAX,
+            u64::MAX - 1,
+            i64::MAX as u64 + 1,
+            i64::MAX as u64,
+            10u64.pow(13),
+        ] {
             let cutoff = Retention::cutoff_us(now, age).expect("a cutoff");
-            assert!(cutoff <= 0, "{age}: cutoff {cutoff} must lie before the epoch");
+            assert!(
+                cutoff <= 0,
+                "{age}: cutoff {cutoff} must lie before the epoch"
+            );
         }
     }
 
@@ -99,6 +108,9 @@ mod tests {
             max_age_secs: None,
             max_events: Some(u64::MAX),
         };
-        assert!(too_many.check().expect_err("refused").contains("'maxEvents'"));
+        assert!(too_many
+            .check()
+            .expect_err("refused")
+            .contains("'maxEvents'"));
     }
 }

@@ -150,7 +150,9 @@ impl From<FeedError> for ApiError {
     fn from(err: FeedError) -> Self {
         match err {
             FeedError::Revoked => ApiError::Revoked,
-            expired @ FeedError::CursorExpired { .. } => ApiError::CursorExpired(expired.to_string()),
+            expired @ FeedError::CursorExpired { .. } => {
+                ApiError::CursorExpired(expired.to_string())
+            }
         }
     }
 }

@@ -84,15 +84,19 @@ impl Connections {
                 self.max_per_credential
             )));
         }
-        if instances.iter().any(|id| {
-            held.per_instance.get(id).copied().unwrap_or(0) >= self.max_per_instance
-        }) {
+        if instances
+            .iter()
+            .any(|id| held.per_instance.get(id).copied().unwrap_or(0) >= self.max_per_instance)
+        {
             return Err(ApiError::ConnectionLimit(format!(
                 "an instance this credential watches already has its maximum of {} connections",
                 self.max_per_instance
             )));
         }
-        *held.per_credential.entry(credential.to_owned()).or_insert(0) += 1;
+        *held
+            .per_credential
+            .entry(credential.to_owned())
+            .or_insert(0) += 1;
         for id in instances {
             *held.per_instance.entry(*id).or_insert(0) += 1;
         }
@@ -238,7 +242,9 @@ mod tests {
         ));
         // Another credential of alpha (a token an admin minted for it)
         // takes alpha's last place.
-        let _b1 = connections.acquire("b", &[alpha]).expect("other credential");
+        let _b1 = connections
+            .acquire("b", &[alpha])
+            .expect("other credential");
         assert!(matches!(
             connections.acquire("c", &[alpha, beta]),
             Err(ApiError::ConnectionLimit(_))
@@ -251,7 +257,9 @@ mod tests {
         ));
         drop(a1);
         assert_eq!(connections.total(), 4);
-        connections.acquire("a", &[alpha]).expect("a place is free again");
+        connections
+            .acquire("a", &[alpha])
+            .expect("a place is free again");
     }
 
     #[tokio::test(start_paused = true)]
@@ -262,7 +270,10 @@ mod tests {
         for _ in 0..3 {
             assert!(throttle.failed(ip).is_none(), "within the limit");
         }
-        assert!(matches!(throttle.failed(ip), Some(ApiError::RateLimited(_))));
+        assert!(matches!(
+            throttle.failed(ip),
+            Some(ApiError::RateLimited(_))
+        ));
         assert!(
             throttle.failed(other).is_none(),
             "other addresses are not affected"

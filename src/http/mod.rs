@@ -214,9 +214,10 @@ pub(crate) fn authenticate(
         None => Err(ApiError::Unauthorized),
     };
     match (result, client, credential) {
-        (Err(ApiError::Unauthorized), Some(ip), Some(_)) => {
-            Err(state.auth_throttle.failed(ip).unwrap_or(ApiError::Unauthorized))
-        }
+        (Err(ApiError::Unauthorized), Some(ip), Some(_)) => Err(state
+            .auth_throttle
+            .failed(ip)
+            .unwrap_or(ApiError::Unauthorized)),
         (result, _, _) => result,
     }
 }

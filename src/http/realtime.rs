@@ -10,8 +10,8 @@ use actix_web::{dev::RequestHead, web};
 use serde::Deserialize;
 
 use super::{
-    authenticate, client_address, events::scoped_instances, limits::ConnectionSlot,
-    presented_key, AppState,
+    authenticate, client_address, events::scoped_instances, limits::ConnectionSlot, presented_key,
+    AppState,
 };
 use crate::{
     auth::Scope,

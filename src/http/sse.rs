@@ -73,10 +73,7 @@ pub async fn stream(
         None,
         last_event_id,
     )?;
-    let feed = state
-        .service
-        .open_feed(filter, start)
-        .revocable(revocation);
+    let feed = state.service.open_feed(filter, start).revocable(revocation);
     feed.check_cursor()
         .map_err(|e| ApiError::CursorExpired(e.to_string()))?;
     tracing::debug!(scope = %scope.describe(), ?start, "sse connected");

@@ -133,19 +133,19 @@ pub async fn mint(
             }
         }
     };
-    let minted_by = caller.0.minter().ok_or_else(|| {
-        ApiError::Forbidden("a token cannot mint tokens; use a key".into())
-    })?;
+    let minted_by = caller
+        .0
+        .minter()
+        .ok_or_else(|| ApiError::Forbidden("a token cannot mint tokens; use a key".into()))?;
     let instances = match instances {
         None => None,
         Some(names) => {
             let mut named = BTreeMap::new();
             for name in names {
-                let id = state
-                    .service
-                    .registry()
-                    .id_of(&name)
-                    .ok_or_else(|| ApiError::NotFound(format!("instance '{name}' not found")))?;
+                let id =
+                    state.service.registry().id_of(&name).ok_or_else(|| {
+                        ApiError::NotFound(format!("instance '{name}' not found"))
+                    })?;
                 named.insert(name, id);
             }
             Some(named)

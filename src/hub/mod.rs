@@ -500,6 +500,26 @@ mod tests {
     }
 
     #[test]
+    fn a_webhook_filter_ignores_the_instances_stream_settings() {
+        let hub = Hub::new(1 << 20);
+        let webhook = hub.subscribe(Filter {
+            stream_settings: false,
+            ..only(&["alpha"], Some(TopicSet::all_instance_topics()))
+        });
+        let socket = hub.subscribe(only(&["alpha"], None));
+        hub.set_websocket(
+            &name("alpha"),
+            WebsocketSettings {
+                enabled: false,
+                events: None,
+            },
+        );
+        hub.publish(&[event(1, "alpha", Direction::Incoming, "a")]);
+        assert_eq!(drain(&webhook), vec![1]);
+        assert!(drain(&socket).is_empty());
+    }
+
+    #[test]
     fn changing_a_filter_moves_the_connection() {
         let hub = Hub::new(1 << 20);
         let mut sub = hub.subscribe(only(&["alpha"], None));

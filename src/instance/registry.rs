@@ -252,7 +252,9 @@ impl Registry {
                 }
             }
         }
-        self.keys.lock().retain(|_, identity| &identity.name != name);
+        self.keys
+            .lock()
+            .retain(|_, identity| &identity.name != name);
         self.instances.lock().remove(name);
         self.hub.forget_instance(name);
     }
@@ -368,9 +370,7 @@ impl Registry {
 
     fn spawn_supervisor(&self, row: &InstanceRow) -> Supervisor {
         Supervisor::spawn(
-            row.name.clone(),
-            row.driver.clone(),
-            row.enabled,
+            row,
             self.log.clone(),
             self.settings.clone(),
             self.spool_path(row.id),

@@ -21,7 +21,7 @@ use crate::{
     domain::InstanceName,
     event::data::ConnectionState,
     modem::{self, ActorContext, Command, DriverError},
-    store::EventLog,
+    store::{EventLog, InstanceRow},
 };
 
 /// Lifecycle requests waiting for the supervisor.
@@ -59,16 +59,17 @@ pub struct Supervisor {
 pub struct Gone;
 
 impl Supervisor {
+    /// Starts supervising the instance `row` describes (its driver runs
+    /// when the row says it is enabled).
     pub fn spawn(
-        name: InstanceName,
-        driver: DriverConfig,
-        enabled: bool,
+        row: &InstanceRow,
         log: EventLog,
         settings: ModemSettings,
         spool: Option<std::path::PathBuf>,
         shutdown: CancellationToken,
         tracker: &tokio_util::task::TaskTracker,
     ) -> Supervisor {
+        let (name, driver, enabled) = (row.name.clone(), row.driver.clone(), row.enabled);
         let (mailbox, inbox) = mpsc::channel(MAILBOX);
         let (state_tx, state) = watch::channel(ConnectionState::Disconnected);
         let outbox_ready = Arc::new(Notify::new());

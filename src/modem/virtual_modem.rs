@@ -254,8 +254,7 @@ impl Network<'_> {
     async fn run_due_steps(&mut self, ctx: &ActorContext) -> Result<(), DriverError> {
         let now = Instant::now();
         let mut due = Vec::new();
-        while due.len() < STEP_CHUNK && self.timeline.peek().is_some_and(|Reverse(s)| s.at <= now)
-        {
+        while due.len() < STEP_CHUNK && self.timeline.peek().is_some_and(|Reverse(s)| s.at <= now) {
             let Some(Reverse(step)) = self.timeline.pop() else {
                 break;
             };

@@ -332,7 +332,9 @@ impl Delivery {
         // A URL naming an address is never resolved, so it is checked here
         // (names are checked by the resolver, on every connection).
         let url = reqwest::Url::parse(&self.row.url).map_err(|_| GENERIC_FAILURE.to_owned())?;
-        self.targets.check_url(&url).map_err(|refused| refused.to_string())?;
+        self.targets
+            .check_url(&url)
+            .map_err(|refused| refused.to_string())?;
         let mut request = self
             .client
             .post(&self.row.url)

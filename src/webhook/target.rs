@@ -75,9 +75,8 @@ impl Resolve for Targets {
         let host = name.as_str().to_owned();
         Box::pin(async move {
             // The port is replaced by the URL's; 0 only satisfies the lookup.
-            let found: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
-                .await?
-                .collect();
+            let found: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
             let usable: Vec<SocketAddr> = found
                 .into_iter()
                 .filter(|addr| targets.permits(addr.ip()))
@@ -277,10 +276,13 @@ mod tests {
             .await;
         let err = refused.err().expect("refused");
         assert!(err.downcast_ref::<Refused>().is_some(), "{err}");
-        let allowed = Targets::new(vec!["127.0.0.0/8".parse().expect("net"), "::1".parse().expect("addr")])
-            .resolve("localhost".parse().expect("a name"))
-            .await
-            .expect("allowed");
+        let allowed = Targets::new(vec![
+            "127.0.0.0/8".parse().expect("net"),
+            "::1".parse().expect("addr"),
+        ])
+        .resolve("localhost".parse().expect("a name"))
+        .await
+        .expect("allowed");
         assert!(allowed.into_iter().all(|a| a.ip().is_loopback()));
     }
 }

@@ -357,7 +357,8 @@ async fn an_sms_that_arrives_while_postgres_is_down_stays_in_the_modem_and_is_de
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_direct_report_that_arrives_while_postgres_is_down_survives_a_restart_before_it_is_back() {
+async fn a_direct_report_that_arrives_while_postgres_is_down_survives_a_restart_before_it_is_back()
+{
     let db = TestDb::behind_proxy().await;
     // A modem that routes reports straight to the host (+CDS) and wants
     // each acknowledged: once it is, the network forgets the report.
@@ -372,10 +373,15 @@ async fn a_direct_report_that_arrives_while_postgres_is_down_survives_a_restart_
     app.create_instance("bank", tcp_driver(&sim)).await;
     wait_connected(&app, "bank").await;
     let id = app.send_text("bank", "+15557654321", "report me").await;
-    wait_log(&app, "&instance=bank&events=delivery", "the part to be sent", |log| {
-        log.iter()
-            .any(|e| e["data"]["id"] == id.as_str() && e["data"]["status"] == "sent")
-    })
+    wait_log(
+        &app,
+        "&instance=bank&events=delivery",
+        "the part to be sent",
+        |log| {
+            log.iter()
+                .any(|e| e["data"]["id"] == id.as_str() && e["data"]["status"] == "sent")
+        },
+    )
     .await;
 
     // The database goes away before the report comes.
@@ -395,10 +401,15 @@ async fn a_direct_report_that_arrives_while_postgres_is_down_survives_a_restart_
     db.proxy().restore();
     // ...and the report is still committed once it is back.
     let app = TestApp::spawn(&db).await;
-    wait_log(&app, "&instance=bank&events=delivery", "the delivery", |log| {
-        log.iter()
-            .any(|e| e["data"]["id"] == id.as_str() && e["data"]["status"] == "delivered")
-    })
+    wait_log(
+        &app,
+        "&instance=bank&events=delivery",
+        "the delivery",
+        |log| {
+            log.iter()
+                .any(|e| e["data"]["id"] == id.as_str() && e["data"]["status"] == "delivered")
+        },
+    )
     .await;
     app.stop().await;
     sim.stop().await;
@@ -410,7 +421,10 @@ async fn a_direct_report_that_arrives_while_postgres_is_down_survives_a_restart_
 fn split_by_library(sender: &str, text: &str, reference: u8) -> Vec<String> {
     use std::io::Write;
 
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/split_deliver.py");
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/support/split_deliver.py"
+    );
     let mut child = std::process::Command::new("python3")
         .arg(script)
         .stdin(std::process::Stdio::piped())

@@ -325,7 +325,10 @@ async fn without_the_allowlist_a_webhook_cannot_reach_loopback_by_address_or_by_
         assert_eq!(response.status(), 400, "{url}");
         let body: Value = response.json().await.expect("json");
         let message = body["error"]["message"].as_str().unwrap_or("");
-        assert!(message.contains("webhooks.allowed_networks"), "{url}: {message}");
+        assert!(
+            message.contains("webhooks.allowed_networks"),
+            "{url}: {message}"
+        );
     }
 
     // A name is checked once resolved, on every delivery: `localhost` is
@@ -376,8 +379,7 @@ async fn redirecting(location: String) -> (u16, Arc<Mutex<usize>>, actix_web::de
 async fn a_webhook_does_not_follow_redirects() {
     let db = TestDb::new(Backend::Sqlite).await;
     let target = Receiver::start().await;
-    let (port, hits, handle) =
-        redirecting(format!("http://127.0.0.1:{}/hook", target.port)).await;
+    let (port, hits, handle) = redirecting(format!("http://127.0.0.1:{}/hook", target.port)).await;
     let app = TestApp::spawn(&db).await;
     app.create_instance("alpha", quick_simulator()).await;
     let set = set_hook(&app, &format!("http://127.0.0.1:{port}/start")).await;
@@ -385,7 +387,10 @@ async fn a_webhook_does_not_follow_redirects() {
     app.send_text("alpha", "+15550000001", "redirected").await;
     let status = failed_status(&app).await;
     let error = status["lastError"].as_str().unwrap_or("");
-    assert!(error.contains("307") && error.contains("redirect"), "{status}");
+    assert!(
+        error.contains("307") && error.contains("redirect"),
+        "{status}"
+    );
     assert!(*hits.lock() >= 1, "the first hop was asked");
     assert!(target.ids().is_empty(), "the redirect was not followed");
     app.stop().await;
@@ -402,7 +407,9 @@ async fn last_error_does_not_tell_a_closed_port_from_an_open_one() {
     };
     // An open port that speaks something else than HTTP, as an SSH or a
     // database server would, then hangs up.
-    let other = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let other = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let open = other.local_addr().expect("addr").port();
     let speaker = tokio::spawn(async move {
         use tokio::io::AsyncWriteExt;
@@ -416,12 +423,21 @@ async fn last_error_does_not_tell_a_closed_port_from_an_open_one() {
         let db = TestDb::new(Backend::Sqlite).await;
         let app = TestApp::spawn(&db).await;
         app.create_instance("alpha", quick_simulator()).await;
-        assert_eq!(set_hook(&app, &format!("http://127.0.0.1:{port}/hook")).await.status(), 200);
+        assert_eq!(
+            set_hook(&app, &format!("http://127.0.0.1:{port}/hook"))
+                .await
+                .status(),
+            200
+        );
         app.send_text("alpha", "+15550000001", "probe").await;
         errors.push(failed_status(&app).await["lastError"].clone());
         app.stop().await;
     }
     speaker.abort();
-    assert_eq!(errors[0], errors[1], "closed: {}, open: {}", errors[0], errors[1]);
+    assert_eq!(
+        errors[0], errors[1],
+        "closed: {}, open: {}",
+        errors[0], errors[1]
+    );
     assert!(errors[0].as_str().is_some_and(|e| !e.is_empty()));
 }

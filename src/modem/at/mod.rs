@@ -492,7 +492,11 @@ mod tests {
                 lines.push_str(&format!("\r\n+CMTI: \"SM\",{index}\r\n"));
             }
             lines.push_str("\r\n+CSQ: 20,99\r\n\r\nOK\r\n");
-            modem.get_mut().write_all(lines.as_bytes()).await.expect("write");
+            modem
+                .get_mut()
+                .write_all(lines.as_bytes())
+                .await
+                .expect("write");
             modem
         });
         at.command("AT+CSQ", "+CSQ:", T).await.expect("answered");

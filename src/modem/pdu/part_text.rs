@@ -83,7 +83,10 @@ mod tests {
         let first = PartText::Utf16(first.to_vec());
         let second = PartText::Utf16(second.to_vec());
         assert_eq!(first.decode() + &second.decode(), "ab\u{FFFD}\u{FFFD}cd");
-        assert_eq!(PartText::join([&first, &second]).unwrap().decode(), "ab😀cd");
+        assert_eq!(
+            PartText::join([&first, &second]).unwrap().decode(),
+            "ab😀cd"
+        );
     }
 
     #[test]
@@ -93,7 +96,10 @@ mod tests {
         let first = PartText::Septets(first.to_vec());
         let second = PartText::Septets(second.to_vec());
         assert_eq!(first.decode() + &second.decode(), "5 e only");
-        assert_eq!(PartText::join([&first, &second]).unwrap().decode(), "5€ only");
+        assert_eq!(
+            PartText::join([&first, &second]).unwrap().decode(),
+            "5€ only"
+        );
     }
 
     #[test]
@@ -105,7 +111,14 @@ mod tests {
         ] {
             assert_eq!(PartText::from_stored(&part.to_stored()), Some(part));
         }
-        for bad in ["", "gsm7:zz", "gsm7:80", "utf16:0041AA", "latin1:41", "Hello"] {
+        for bad in [
+            "",
+            "gsm7:zz",
+            "gsm7:80",
+            "utf16:0041AA",
+            "latin1:41",
+            "Hello",
+        ] {
             assert_eq!(PartText::from_stored(bad), None, "{bad}");
         }
         let mixed = [PartText::Septets(vec![0x41]), PartText::Utf16(vec![0x41])];

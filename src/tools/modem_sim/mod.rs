@@ -328,7 +328,10 @@ impl Runtime {
                 return Ok(json!({ "delivered": true }));
             }
             Action::Pdus { pdus, direct } => {
-                if let Some(bad) = pdus.iter().find(|p| p.is_empty() || !p.bytes().all(|b| b.is_ascii_hexdigit())) {
+                if let Some(bad) = pdus
+                    .iter()
+                    .find(|p| p.is_empty() || !p.bytes().all(|b| b.is_ascii_hexdigit()))
+                {
                     return Err(format!("not a hex PDU: {bad}"));
                 }
                 let effects = self.device.lock().deliver_pdus(pdus, direct);
