@@ -294,10 +294,18 @@ on_both_backends! {
             .filter(|id| *id > start)
             .collect();
         wait_for("the events after the restart at the receiver", LONG, async || {
-            receiver.ids().len() >= expected.len()
+            let mut got = receiver.ids();
+            got.dedup();
+            got.len() >= expected.len()
         })
         .await;
-        assert_eq!(receiver.ids(), expected);
+        // Delivery is at least once: the event in flight when the server
+        // stopped may come again, right after itself; nothing is skipped.
+        let received = receiver.ids();
+        let mut got = received.clone();
+        got.dedup();
+        assert_eq!(got, expected);
+        assert!(received.len() <= expected.len() + 1, "{received:?}");
         app.stop().await;
         receiver.handle.stop(false).await;
     }
