@@ -29,7 +29,7 @@ server_bin="$target_dir/release/switchboard"
 bench_bin="$target_dir/release/switchboard-bench"
 
 data_dir=$(mktemp -d -t switchboard-bench-smoke.XXXXXX)
-key="smoke-$(od -An -N8 -tx8 /dev/urandom | tr -d ' ')"
+key="smoke-$(od -An -N16 -tx8 /dev/urandom | tr -d ' \n')"
 server_pid=""
 stop_server() {
     if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then

@@ -102,6 +102,7 @@ impl Application {
             log.clone(),
             hub.clone(),
             settings.modem.clone(),
+            Some(settings.data_dir.join("spool")),
             shutdown.clone(),
             actors.clone(),
         ));
@@ -128,6 +129,7 @@ impl Application {
         let webhooks = Arc::new(crate::webhook::Webhooks::new(
             store.clone(),
             hub.clone(),
+            crate::webhook::Targets::new(settings.webhooks.allowed_networks.clone()),
             shutdown.clone(),
             actors.clone(),
         )?);
@@ -146,6 +148,7 @@ impl Application {
             connections: Connections::new(
                 settings.limits.max_connections,
                 settings.limits.max_connections_per_credential,
+                settings.limits.max_connections_per_instance,
             ),
             auth_throttle: Arc::new(AuthThrottle::new(settings.limits.failed_auth_per_minute)),
             settings: settings.clone(),

@@ -27,6 +27,7 @@ pub struct Settings {
     pub modem: ModemSettings,
     pub retention: RetentionSettings,
     pub log: LogSettings,
+    pub webhooks: WebhookSettings,
     /// Instances created (or left as they are) at every start.
     #[serde(default)]
     pub instances: Vec<InstanceSeed>,
@@ -53,6 +54,14 @@ pub struct HttpSettings {
     /// HTTPS/WSS when set.
     #[serde(default)]
     pub tls: Option<TlsSettings>,
+    /// Reverse proxies whose `X-Forwarded-For` names the client (for the
+    /// failed-authentication limit); from anyone else the header is ignored.
+    #[serde(default)]
+    pub trusted_proxies: Vec<Network>,
+    /// Whether `/metrics` needs the admin key (Prometheus: `authorization`
+    /// with a bearer credential).
+    #[serde(default)]
+    pub metrics_require_key: bool,
 }
 
 /// PEM files for TLS.
@@ -90,6 +99,15 @@ pub struct Limits {
     pub max_text_length: usize,
     pub max_body_bytes: usize,
     pub max_connections_per_credential: usize,
+    /// Open streams of one instance, whoever opened them: its key, every
+    /// token that names it.
+    pub max_connections_per_instance: usize,
+    /// Members one broadcast group may hold in total.
+    pub max_group_members: usize,
+    /// Broadcast groups one instance may have.
+    pub max_groups_per_instance: usize,
+    /// Messages one `sendText` may create (one per recipient).
+    pub max_messages_per_send: usize,
     pub client_messages_per_sec: u32,
     pub client_message_burst: u32,
     pub failed_auth_per_minute: u32,
@@ -107,6 +125,47 @@ pub struct RetentionSettings {
 pub struct ModemSettings {
     pub restart_backoff_initial_ms: u64,
     pub restart_backoff_max_ms: u64,
+}
+
+/// Where webhooks may deliver.
+#[derive(Debug, Clone, Deserialize)]
+pub struct WebhookSettings {
+    /// Networks webhooks may reach although they are not public (loopback,
+    /// private, link-local, unique local, this host's own addresses), for
+    /// receivers on a private network. Empty: public addresses only.
+    #[serde(default)]
+    pub allowed_networks: Vec<Network>,
+}
+
+/// An IP network in CIDR notation (`10.0.0.0/8`, `::1/128`); a bare
+/// address means that address alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Network(pub ipnet::IpNet);
+
+impl Network {
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        self.0.contains(&ip)
+    }
+}
+
+impl std::str::FromStr for Network {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Network, String> {
+        let s = s.trim();
+        s.parse::<ipnet::IpNet>()
+            .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+            .map(|net| Network(net.trunc()))
+            .map_err(|_| format!("'{s}' is not an IP network (like 10.0.0.0/8) or address"))
+    }
+}
+
+impl<'de> Deserialize<'de> for Network {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Network, D::Error> {
+        String::deserialize(deserializer)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -145,7 +204,9 @@ impl Settings {
                 .separator("__")
                 .try_parsing(true)
                 .list_separator(",")
-                .with_list_parse_key("http.allowed_origins"),
+                .with_list_parse_key("http.allowed_origins")
+                .with_list_parse_key("http.trusted_proxies")
+                .with_list_parse_key("webhooks.allowed_networks"),
         );
         if let Ok(url) = std::env::var("DATABASE_URL") {
             builder = builder

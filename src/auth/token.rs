@@ -1,26 +1,69 @@
 //! Scoped tokens: short-lived JWTs (HS256) a client can use to open
 //! WebSocket and SSE streams without holding a key.
 //!
-//! A token names its subject, its expiry, the instances it may watch (or `*`
-//! for all, which only the admin key can grant) and optionally the events.
-//! Tokens are for reading streams; managing instances or sending needs a key.
+//! A token names its subject, its expiry, the key that minted it (`by`),
+//! the instances it may watch by name and id (or `*` for all, which only
+//! the admin key can grant) and optionally the events. Tokens are for
+//! reading streams; managing instances or sending needs a key.
+//!
+//! The subject is a label its minter chose; nothing is decided by it.
+//! Connection limits count a token as the key that minted it, and an
+//! instance id makes the token useless once that instance is deleted, even
+//! for a later instance of the same name.
 
-use std::collections::HashSet;
+use std::{collections::BTreeMap, fmt};
 
 use chrono::{DateTime, TimeZone, Utc};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
+use uuid::Uuid;
+
 use crate::{domain::InstanceName, event::TopicSet};
+
+/// The key that minted a token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Minter {
+    Admin,
+    /// An instance's key, by the instance's id.
+    Instance(Uuid),
+}
+
+impl fmt::Display for Minter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Minter::Admin => f.write_str("admin"),
+            Minter::Instance(id) => write!(f, "instance:{id}"),
+        }
+    }
+}
+
+impl std::str::FromStr for Minter {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Minter, String> {
+        match s {
+            "admin" => Ok(Minter::Admin),
+            other => other
+                .strip_prefix("instance:")
+                .and_then(|id| Uuid::parse_str(id).ok())
+                .map(Minter::Instance)
+                .ok_or_else(|| "bad 'by'".to_owned()),
+        }
+    }
+}
 
 /// What a token grants.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Grant {
-    /// Who it was minted for; connections with one subject share a limit.
+    /// A label for logs, chosen by the minter; it decides nothing.
     pub subject: String,
-    /// The instances it may watch; `None` means all of them.
-    pub instances: Option<HashSet<InstanceName>>,
+    /// The key that minted it: connections count against that key.
+    pub minted_by: Minter,
+    /// The instances it may watch, with the id each had when the token was
+    /// minted; `None` means all of them.
+    pub instances: Option<BTreeMap<InstanceName, Uuid>>,
     /// The topics it may receive.
     pub topics: TopicSet,
     pub expires_at: DateTime<Utc>,
@@ -32,8 +75,13 @@ struct Claims {
     sub: String,
     exp: i64,
     iat: i64,
+    /// The minting key: `admin` or `instance:<id>`.
+    by: String,
     /// Instance names, or `["*"]` for all.
     instances: Vec<String>,
+    /// The id of each named instance.
+    #[serde(default)]
+    ids: BTreeMap<String, Uuid>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     events: Option<Vec<String>>,
 }
@@ -70,13 +118,12 @@ impl Tokens {
     }
 
     pub fn mint(&self, grant: &Grant) -> Result<String, TokenError> {
-        let instances = match &grant.instances {
-            None => vec!["*".to_owned()],
-            Some(names) => {
-                let mut names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
-                names.sort();
-                names
-            }
+        let (instances, ids) = match &grant.instances {
+            None => (vec!["*".to_owned()], BTreeMap::new()),
+            Some(named) => (
+                named.keys().map(|n| n.to_string()).collect(),
+                named.iter().map(|(n, id)| (n.to_string(), *id)).collect(),
+            ),
         };
         let all = if grant.instances.is_none() {
             TopicSet::all()
@@ -87,7 +134,9 @@ impl Tokens {
             sub: grant.subject.clone(),
             exp: grant.expires_at.timestamp(),
             iat: Utc::now().timestamp(),
+            by: grant.minted_by.to_string(),
             instances,
+            ids,
             events: (grant.topics != all).then(|| {
                 grant
                     .topics
@@ -108,17 +157,21 @@ impl Tokens {
                 kind => TokenError::Invalid(format!("{kind:?}")),
             })?;
         let claims = data.claims;
+        let minted_by = claims.by.parse().map_err(TokenError::Invalid)?;
         let instances = if claims.instances.iter().any(|i| i == "*") {
             None
         } else {
-            Some(
-                claims
-                    .instances
-                    .iter()
-                    .map(|n| InstanceName::parse(n))
-                    .collect::<Result<HashSet<_>, _>>()
-                    .map_err(|e| TokenError::Invalid(e.to_string()))?,
-            )
+            let mut named = BTreeMap::new();
+            for raw in &claims.instances {
+                let name =
+                    InstanceName::parse(raw).map_err(|e| TokenError::Invalid(e.to_string()))?;
+                let id = claims
+                    .ids
+                    .get(raw)
+                    .ok_or_else(|| TokenError::Invalid(format!("no id for instance '{name}'")))?;
+                named.insert(name, *id);
+            }
+            Some(named)
         };
         let all = if instances.is_none() {
             TopicSet::all()
@@ -137,6 +190,7 @@ impl Tokens {
             .ok_or_else(|| TokenError::Invalid("bad exp".into()))?;
         Ok(Grant {
             subject: claims.sub,
+            minted_by,
             instances,
             topics,
             expires_at,
@@ -162,9 +216,11 @@ mod tests {
     fn a_minted_token_verifies_to_the_same_grant() {
         let grant = Grant {
             subject: "dashboard".into(),
-            instances: Some(HashSet::from(
-                [InstanceName::parse("alpha").expect("valid")],
-            )),
+            minted_by: Minter::Instance(Uuid::now_v7()),
+            instances: Some(BTreeMap::from([(
+                InstanceName::parse("alpha").expect("valid"),
+                Uuid::now_v7(),
+            )])),
             topics: TopicSet::of(&[Topic::MessageIncoming, Topic::Delivery]),
             expires_at: Utc
                 .timestamp_opt(Utc::now().timestamp() + 60, 0)
@@ -182,6 +238,7 @@ mod tests {
         let tokens = tokens();
         let grant = Grant {
             subject: "x".into(),
+            minted_by: Minter::Admin,
             instances: None,
             topics: TopicSet::all(),
             expires_at: Utc
@@ -208,5 +265,26 @@ mod tests {
             Err(TokenError::Invalid(_))
         ));
         assert!(!looks_like_token("0123abcd"));
+    }
+
+    #[test]
+    fn a_token_without_its_minter_or_the_ids_of_its_instances_is_refused() {
+        // Signed with the right secret, but shaped like a token of old:
+        // nothing would tie it to a key or to the instances' identities.
+        let secret = "s3cret-for-tests";
+        let key = EncodingKey::from_secret(secret.as_bytes());
+        let exp = Utc::now().timestamp() + 60;
+        for claims in [
+            serde_json::json!({ "sub": "a", "exp": exp, "iat": 0, "instances": ["alpha"] }),
+            serde_json::json!({ "sub": "a", "exp": exp, "iat": 0, "by": "admin", "instances": ["alpha"] }),
+            serde_json::json!({ "sub": "a", "exp": exp, "iat": 0, "by": "someone", "instances": ["*"] }),
+        ] {
+            let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &key)
+                .expect("encode");
+            assert!(
+                matches!(tokens().verify(&token), Err(TokenError::Invalid(_))),
+                "{claims}"
+            );
+        }
     }
 }

@@ -84,6 +84,22 @@ impl<'de> Deserialize<'de> for InstanceName {
     }
 }
 
+/// An instance as a credential names it: its name, and the id that tells
+/// it apart from a later instance created with the same name. A key or a
+/// token holds both, so deleting an instance revokes them even when the
+/// name is taken again.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct InstanceRef {
+    pub name: InstanceName,
+    pub id: uuid::Uuid,
+}
+
+impl fmt::Display for InstanceRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.name, self.id)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

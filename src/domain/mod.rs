@@ -15,7 +15,7 @@ pub mod text;
 pub mod topic;
 
 pub use driver::{DriverConfig, SimulatorConfig};
-pub use instance::{InstanceName, InvalidInstanceName};
+pub use instance::{InstanceName, InstanceRef, InvalidInstanceName};
 pub use modem_options::{
     FlowControl, GnssOptions, GnssVendor, ModemOptions, SerialConfig, TcpConfig,
 };

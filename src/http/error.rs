@@ -8,7 +8,7 @@
 use actix_web::{http::StatusCode, HttpResponse, ResponseError};
 use serde::Serialize;
 
-use crate::{service::ServiceError, store::StoreError};
+use crate::{hub::feed::FeedError, service::ServiceError, store::StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -34,6 +34,9 @@ pub enum ApiError {
     RateLimited(String),
     #[error("{0}")]
     ConnectionLimit(String),
+    /// A stream's credential stopped holding: its instance was deleted.
+    #[error("the instance this credential was issued for has been deleted; its key and tokens no longer work")]
+    Revoked,
     #[error("the database is unavailable; try again shortly")]
     Unavailable(String),
     #[error("internal error")]
@@ -55,6 +58,7 @@ impl ApiError {
             ApiError::CursorExpired(_) => "CURSOR_EXPIRED",
             ApiError::RateLimited(_) => "RATE_LIMITED",
             ApiError::ConnectionLimit(_) => "CONNECTION_LIMIT",
+            ApiError::Revoked => "CREDENTIAL_REVOKED",
             ApiError::Unavailable(_) => "SERVICE_UNAVAILABLE",
             ApiError::Internal(_) => "INTERNAL_ERROR",
         }
@@ -76,7 +80,9 @@ impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::Unauthorized | ApiError::TokenExpired => StatusCode::UNAUTHORIZED,
+            ApiError::Unauthorized | ApiError::TokenExpired | ApiError::Revoked => {
+                StatusCode::UNAUTHORIZED
+            }
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
@@ -136,6 +142,17 @@ impl From<ServiceError> for ApiError {
             ServiceError::Conflict(message) => ApiError::Conflict(message),
             ServiceError::CursorExpired(message) => ApiError::CursorExpired(message),
             ServiceError::Store(err) => err.into(),
+        }
+    }
+}
+
+impl From<FeedError> for ApiError {
+    fn from(err: FeedError) -> Self {
+        match err {
+            FeedError::Revoked => ApiError::Revoked,
+            expired @ FeedError::CursorExpired { .. } => {
+                ApiError::CursorExpired(expired.to_string())
+            }
         }
     }
 }

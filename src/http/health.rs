@@ -2,10 +2,10 @@
 
 use std::{fmt::Write, sync::atomic::Ordering};
 
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 
-use super::AppState;
+use super::{authenticate, client_address, error::ApiError, presented_key, AppState};
 
 /// Liveness: the process answers.
 pub async fn health() -> HttpResponse {
@@ -33,7 +33,24 @@ pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
 /// Prometheus text exposition. The numbers already live in atomics next to
 /// the code they describe; writing the dozen lines of text format by hand
 /// costs less than a metrics registry and its locking on the hot path.
-pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+///
+/// With `http.metrics_require_key` it needs the admin key, like any admin
+/// route (`apikey` header or `Authorization: Bearer`).
+pub async fn metrics(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    if state.settings.http.metrics_require_key {
+        let scope = authenticate(
+            &state,
+            client_address(&state, req.headers(), req.peer_addr().map(|a| a.ip())),
+            presented_key(req.headers(), None),
+            false,
+        )?;
+        if !scope.is_admin() {
+            return Err(ApiError::Forbidden("/metrics needs the admin key".into()));
+        }
+    }
     let log = state.service.log().stats();
     let hub = state.service.hub().stats();
     let mut out = String::with_capacity(1024);
@@ -111,12 +128,18 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         state.service.webhooks().backlog(),
     );
     metric(
+        "switchboard_modem_urcs_dropped_total",
+        "counter",
+        "Unsolicited results a modem sent faster than they were handled (oldest dropped).",
+        crate::modem::at::urcs_dropped(),
+    );
+    metric(
         "switchboard_instances",
         "gauge",
         "Instances on this node.",
         state.service.instances().len() as u64,
     );
-    HttpResponse::Ok()
+    Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
-        .body(out)
+        .body(out))
 }

@@ -1,12 +1,11 @@
 //! Limits that keep one client from hurting the others: open streams per
-//! credential and in total, messages per connection, and failed
-//! authentications per address.
+//! credential, per instance and in total, messages per connection, and
+//! failed authentications per address.
 //!
-//! These are two counters and a token bucket. A rate-limiting crate such as
-//! governor cannot say whether an address is currently blocked without
-//! spending a cell, which is what the failed-authentication check needs
-//! before it looks at a key, so the few lines here are simpler than adapting
-//! one.
+//! These are three counters and a token bucket: a rate-limiting crate such
+//! as governor counts attempts, while the failed-authentication limit must
+//! count only the failures (a valid credential is never refused), so the
+//! few lines here are simpler than adapting one.
 
 use std::{
     collections::HashMap,
@@ -20,55 +19,92 @@ use std::{
 
 use parking_lot::Mutex;
 use tokio::time::Instant;
+use uuid::Uuid;
 
 use crate::http::error::ApiError;
 
-/// Open streams, in total and per credential.
+/// Open streams, in total, per credential and per instance.
 pub struct Connections {
     max_total: usize,
     max_per_credential: usize,
+    max_per_instance: usize,
     total: AtomicUsize,
-    per_credential: Mutex<HashMap<String, usize>>,
+    held: Mutex<Held>,
+}
+
+#[derive(Default)]
+struct Held {
+    /// By [`crate::auth::Scope::credential`]: a key, with its tokens.
+    per_credential: HashMap<String, usize>,
+    /// By instance id, whichever credential of it opened them.
+    per_instance: HashMap<Uuid, usize>,
 }
 
 /// A held place; dropping it gives the place back.
 pub struct ConnectionSlot {
     owner: Arc<Connections>,
     credential: String,
+    instances: Vec<Uuid>,
 }
 
 impl Connections {
-    pub fn new(max_total: usize, max_per_credential: usize) -> Arc<Connections> {
+    pub fn new(
+        max_total: usize,
+        max_per_credential: usize,
+        max_per_instance: usize,
+    ) -> Arc<Connections> {
         Arc::new(Connections {
             max_total,
             max_per_credential,
+            max_per_instance,
             total: AtomicUsize::new(0),
-            per_credential: Mutex::new(HashMap::new()),
+            held: Mutex::new(Held::default()),
         })
     }
 
-    /// Takes a place for one more stream of `credential` (its description,
-    /// never the secret), or says which limit is reached.
-    pub fn acquire(self: &Arc<Self>, credential: &str) -> Result<ConnectionSlot, ApiError> {
-        let mut per = self.per_credential.lock();
+    /// Takes a place for one more stream of `credential` (the key behind
+    /// it, never the secret) on `instances` (the ids its scope is limited
+    /// to; none for the admin's), or says which limit is reached.
+    pub fn acquire(
+        self: &Arc<Self>,
+        credential: &str,
+        instances: &[Uuid],
+    ) -> Result<ConnectionSlot, ApiError> {
+        let mut held = self.held.lock();
         if self.total.load(Ordering::Relaxed) >= self.max_total {
             return Err(ApiError::ConnectionLimit(format!(
                 "the server holds its maximum of {} connections; retry later",
                 self.max_total
             )));
         }
-        let held = per.entry(credential.to_owned()).or_insert(0);
-        if *held >= self.max_per_credential {
+        if held.per_credential.get(credential).copied().unwrap_or(0) >= self.max_per_credential {
             return Err(ApiError::ConnectionLimit(format!(
-                "this credential already holds its maximum of {} connections",
+                "this credential (with the tokens its key minted) already holds its maximum of {} \
+                 connections",
                 self.max_per_credential
             )));
         }
-        *held += 1;
+        if instances
+            .iter()
+            .any(|id| held.per_instance.get(id).copied().unwrap_or(0) >= self.max_per_instance)
+        {
+            return Err(ApiError::ConnectionLimit(format!(
+                "an instance this credential watches already has its maximum of {} connections",
+                self.max_per_instance
+            )));
+        }
+        *held
+            .per_credential
+            .entry(credential.to_owned())
+            .or_insert(0) += 1;
+        for id in instances {
+            *held.per_instance.entry(*id).or_insert(0) += 1;
+        }
         self.total.fetch_add(1, Ordering::Relaxed);
         Ok(ConnectionSlot {
             owner: self.clone(),
             credential: credential.to_owned(),
+            instances: instances.to_vec(),
         })
     }
 
@@ -77,14 +113,22 @@ impl Connections {
     }
 }
 
+/// Counts one place down, forgetting the key at zero.
+fn release<K: std::hash::Hash + Eq>(map: &mut HashMap<K, usize>, key: &K) {
+    if let Some(count) = map.get_mut(key) {
+        *count -= 1;
+        if *count == 0 {
+            map.remove(key);
+        }
+    }
+}
+
 impl Drop for ConnectionSlot {
     fn drop(&mut self) {
-        let mut per = self.owner.per_credential.lock();
-        if let Some(held) = per.get_mut(&self.credential) {
-            *held -= 1;
-            if *held == 0 {
-                per.remove(&self.credential);
-            }
+        let mut held = self.owner.held.lock();
+        release(&mut held.per_credential, &self.credential);
+        for id in &self.instances {
+            release(&mut held.per_instance, id);
         }
         self.owner.total.fetch_sub(1, Ordering::Relaxed);
     }
@@ -116,21 +160,11 @@ impl AuthThrottle {
         }
     }
 
-    /// Refuses an address that failed too often in the current window,
-    /// before its credential is even looked at.
-    pub fn check(&self, ip: IpAddr) -> Result<(), ApiError> {
-        let failures = self.failures.lock();
-        match failures.get(&ip) {
-            Some(w) if w.started.elapsed() < self.window && w.failures >= self.per_window => {
-                Err(ApiError::RateLimited(
-                    "too many failed authentications from this address; wait a minute".into(),
-                ))
-            }
-            _ => Ok(()),
-        }
-    }
-
-    pub fn failed(&self, ip: IpAddr) {
+    /// Counts a failed authentication from `ip`; once the address is past
+    /// its limit in this window, the error to answer instead of
+    /// `AUTH_FAILED`. Only failures are counted and only they are refused,
+    /// so a valid credential is never refused for them.
+    pub fn failed(&self, ip: IpAddr) -> Option<ApiError> {
         let mut failures = self.failures.lock();
         if failures.len() >= MAX_TRACKED && !failures.contains_key(&ip) {
             let window = self.window;
@@ -149,7 +183,12 @@ impl AuthThrottle {
                 failures: 0,
             };
         }
-        entry.failures += 1;
+        entry.failures = entry.failures.saturating_add(1);
+        (entry.failures > self.per_window).then(|| {
+            ApiError::RateLimited(
+                "too many failed authentications from this address; wait a minute".into(),
+            )
+        })
     }
 }
 
@@ -192,39 +231,55 @@ mod tests {
     use super::*;
 
     #[test]
-    fn connection_slots_count_per_credential_and_in_total() {
-        let connections = Connections::new(3, 2);
-        let a1 = connections.acquire("a").expect("first");
-        let _a2 = connections.acquire("a").expect("second");
+    fn connection_slots_count_per_credential_per_instance_and_in_total() {
+        let (alpha, beta) = (Uuid::now_v7(), Uuid::now_v7());
+        let connections = Connections::new(5, 2, 3);
+        let a1 = connections.acquire("a", &[alpha]).expect("first");
+        let _a2 = connections.acquire("a", &[alpha]).expect("second");
         assert!(matches!(
-            connections.acquire("a"),
+            connections.acquire("a", &[beta]),
             Err(ApiError::ConnectionLimit(_))
         ));
-        let _b1 = connections.acquire("b").expect("other credential");
+        // Another credential of alpha (a token an admin minted for it)
+        // takes alpha's last place.
+        let _b1 = connections
+            .acquire("b", &[alpha])
+            .expect("other credential");
         assert!(matches!(
-            connections.acquire("c"),
+            connections.acquire("c", &[alpha, beta]),
+            Err(ApiError::ConnectionLimit(_))
+        ));
+        let _c1 = connections.acquire("c", &[beta]).expect("beta has room");
+        let _d1 = connections.acquire("d", &[]).expect("the admin's");
+        assert!(matches!(
+            connections.acquire("e", &[]),
             Err(ApiError::ConnectionLimit(_))
         ));
         drop(a1);
-        assert_eq!(connections.total(), 2);
-        connections.acquire("a").expect("a place is free again");
+        assert_eq!(connections.total(), 4);
+        connections
+            .acquire("a", &[alpha])
+            .expect("a place is free again");
     }
 
     #[tokio::test(start_paused = true)]
-    async fn an_address_that_fails_too_often_waits_out_the_window() {
+    async fn an_address_that_fails_too_often_is_limited_for_its_failures_alone() {
         let throttle = AuthThrottle::new(3);
         let ip: IpAddr = "10.0.0.1".parse().expect("ip");
         let other: IpAddr = "10.0.0.2".parse().expect("ip");
         for _ in 0..3 {
-            throttle.check(ip).expect("not yet limited");
-            throttle.failed(ip);
+            assert!(throttle.failed(ip).is_none(), "within the limit");
         }
-        assert!(matches!(throttle.check(ip), Err(ApiError::RateLimited(_))));
-        throttle
-            .check(other)
-            .expect("other addresses are not affected");
+        assert!(matches!(
+            throttle.failed(ip),
+            Some(ApiError::RateLimited(_))
+        ));
+        assert!(
+            throttle.failed(other).is_none(),
+            "other addresses are not affected"
+        );
         tokio::time::advance(Duration::from_secs(61)).await;
-        throttle.check(ip).expect("a new window");
+        assert!(throttle.failed(ip).is_none(), "a new window");
     }
 
     #[tokio::test(start_paused = true)]

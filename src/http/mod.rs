@@ -187,21 +187,27 @@ pub(crate) fn presented_key<'a>(
     query_key.map(str::trim)
 }
 
-/// Resolves a presented credential (or its absence) to a scope, with the
-/// failed-authentication limit per address. Tokens are accepted only where
-/// `tokens` says so (streams and reading the log).
+/// Resolves a presented credential (or its absence) to a scope. Tokens are
+/// accepted only where `tokens` says so (streams and reading the log).
+///
+/// The credential is checked first, so a valid one is never refused for
+/// failures others made from the same address (say, everyone behind one
+/// proxy). A wrong one counts against the client's address (`client`, see
+/// [`client_address`]); past the limit, further wrong ones answer
+/// `RATE_LIMITED` until the window ends. Guessing stays hopeless either
+/// way: keys carry 256 random bits (configured ones at least 32 characters).
 pub(crate) fn authenticate(
     state: &AppState,
-    ip: Option<std::net::IpAddr>,
+    client: Option<std::net::IpAddr>,
     credential: Option<&str>,
     tokens: bool,
 ) -> Result<Scope, ApiError> {
-    if let Some(ip) = ip {
-        state.auth_throttle.check(ip)?;
-    }
     let result = match credential.map(str::trim).filter(|c| !c.is_empty()) {
         Some(token) if tokens && looks_like_token(token) => match state.tokens.verify(token) {
-            Ok(grant) => Ok(Scope::Token(grant)),
+            // A token dies with the instances it names, even when another
+            // instance has taken the name since.
+            Ok(grant) if state.keys.still_holds(&grant) => Ok(Scope::Token(grant)),
+            Ok(_) => Err(ApiError::Unauthorized),
             Err(TokenError::Expired) => Err(ApiError::TokenExpired),
             Err(TokenError::Invalid(_)) => Err(ApiError::Unauthorized),
         },
@@ -209,10 +215,46 @@ pub(crate) fn authenticate(
         None if !state.settings.http.require_authentication => Ok(Scope::Admin),
         None => Err(ApiError::Unauthorized),
     };
-    if let (Err(ApiError::Unauthorized), Some(ip), Some(_)) = (&result, ip, credential) {
-        state.auth_throttle.failed(ip);
+    match (result, client, credential) {
+        (Err(ApiError::Unauthorized), Some(ip), Some(_)) => Err(state
+            .auth_throttle
+            .failed(ip)
+            .unwrap_or(ApiError::Unauthorized)),
+        (result, _, _) => result,
     }
-    result
+}
+
+/// The address a request comes from: its socket's peer, or, when that peer
+/// is one of `http.trusted_proxies`, the address the proxies name in
+/// `X-Forwarded-For` (read from the right, skipping the trusted proxies
+/// themselves: whatever a client wrote further left is not believed).
+pub(crate) fn client_address(
+    state: &AppState,
+    headers: &actix_web::http::header::HeaderMap,
+    peer: Option<std::net::IpAddr>,
+) -> Option<std::net::IpAddr> {
+    let trusted = &state.settings.http.trusted_proxies;
+    let peer = peer?;
+    let is_trusted = |ip: std::net::IpAddr| trusted.iter().any(|net| net.contains(ip));
+    if !is_trusted(peer) {
+        return Some(peer);
+    }
+    let mut client = peer;
+    let hops = headers
+        .get_all("x-forwarded-for")
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(str::trim)
+        .collect::<Vec<_>>();
+    for hop in hops.iter().rev() {
+        match hop.parse::<std::net::IpAddr>() {
+            Ok(ip) if is_trusted(ip) => client = ip,
+            Ok(ip) => return Some(ip.to_canonical()),
+            // A hop that is not an address: nothing left of it can be believed.
+            Err(_) => break,
+        }
+    }
+    Some(client)
 }
 
 /// The authenticated caller of a REST route.
@@ -226,7 +268,7 @@ impl FromRequest for Caller {
         let result = match req.app_data::<web::Data<AppState>>() {
             Some(state) => authenticate(
                 state,
-                req.peer_addr().map(|a| a.ip()),
+                client_address(state, req.headers(), req.peer_addr().map(|a| a.ip())),
                 presented_key(req.headers(), None),
                 false,
             )

@@ -10,14 +10,18 @@ use actix_web::{dev::RequestHead, web};
 use serde::Deserialize;
 
 use super::{
-    authenticate, events::scoped_instances, limits::ConnectionSlot, presented_key, AppState,
+    authenticate, client_address, events::scoped_instances, limits::ConnectionSlot, presented_key,
+    AppState,
 };
 use crate::{
     auth::Scope,
     domain::InstanceName,
     event::TopicSet,
     http::error::ApiError,
-    hub::{feed::Start, Filter, InstanceFilter},
+    hub::{
+        feed::{Revocation, Start},
+        Filter, InstanceFilter,
+    },
 };
 
 /// Query parameters of `/ws`, `/ws/{instance}`, `/` and `/events/stream`.
@@ -39,6 +43,10 @@ pub struct Admission {
     pub start: Start,
     /// Its place under the connection limits, held for the connection's life.
     pub slot: ConnectionSlot,
+    /// Fires when an instance its credential names is deleted.
+    pub revocation: Revocation,
+    /// Where it comes from, for the failed-authentication limit.
+    pub client: Option<IpAddr>,
 }
 
 /// Admits a stream client. `resume_from` is SSE's `Last-Event-ID`, which
@@ -57,7 +65,9 @@ pub fn admit(
         .token
         .as_deref()
         .or_else(|| presented_key(&head.headers, params.apikey.as_deref()));
-    let scope = authenticate(state, peer, credential, true)?;
+    let client = client_address(state, &head.headers, peer);
+    let scope = authenticate(state, client, credential, true)?;
+    let revocation = revocation(state, &scope)?;
     let instances = match path_instance {
         Some(raw) => {
             let name =
@@ -92,7 +102,15 @@ pub fn admit(
         Some(since) => Start::After(since),
         None => Start::Live,
     };
-    let slot = state.connections.acquire(&scope.describe())?;
+    let instance_ids: Vec<uuid::Uuid> = scope
+        .identities()
+        .unwrap_or_default()
+        .iter()
+        .map(|identity| identity.id)
+        .collect();
+    let slot = state
+        .connections
+        .acquire(&scope.credential(), &instance_ids)?;
     let filter = Filter {
         instances,
         topics,
@@ -104,7 +122,23 @@ pub fn admit(
         filter,
         start,
         slot,
+        revocation,
+        client,
     })
+}
+
+/// The signal that ends a stream when an instance its credential names is
+/// deleted; refuses a credential whose instance is already gone.
+fn revocation(state: &AppState, scope: &Scope) -> Result<Revocation, ApiError> {
+    let Some(identities) = scope.identities() else {
+        return Ok(Revocation::default());
+    };
+    let registry = state.service.registry();
+    identities
+        .iter()
+        .map(|identity| registry.revocation(identity).ok_or(ApiError::Unauthorized))
+        .collect::<Result<Vec<_>, _>>()
+        .map(Revocation::of)
 }
 
 /// Checks a browser's `Origin` against `http.allowed_origins` (cross-site

@@ -64,6 +64,8 @@ pub async fn stream(
         filter,
         start,
         slot,
+        revocation,
+        ..
     } = admit(
         req.head(),
         req.peer_addr().map(|a| a.ip()),
@@ -71,7 +73,7 @@ pub async fn stream(
         None,
         last_event_id,
     )?;
-    let feed = state.service.open_feed(filter, start);
+    let feed = state.service.open_feed(filter, start).revocable(revocation);
     feed.check_cursor()
         .map_err(|e| ApiError::CursorExpired(e.to_string()))?;
     tracing::debug!(scope = %scope.describe(), ?start, "sse connected");
@@ -137,7 +139,7 @@ impl Stream {
                 Ok(frame) => event(&frame),
                 Err(err) => {
                     self.finished = true;
-                    error_event(&ApiError::CursorExpired(err.to_string()))
+                    error_event(&err.into())
                 }
             },
             _ = self.heartbeat.tick() => ": keepalive\n\n".to_owned(),

@@ -1,9 +1,13 @@
 //! `POST /auth/token`: minting scoped tokens for stream clients.
 //!
 //! The admin key may grant any instances (or all of them); an instance key
-//! only its own. A token never grants more than the key that minted it.
+//! only its own. A token never grants more than the key that minted it, and
+//! it names the key that minted it and the id of every instance it grants,
+//! so its connections count against that key and it dies with those
+//! instances. An instance key's tokens have subjects under its own name
+//! (`instance:<name>/...`): a subject is a label, never someone else's.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
@@ -117,9 +121,40 @@ pub async fn mint(
             "'subject' must be 1 to 128 printable characters".into(),
         ));
     }
+    let subject = match &caller.0 {
+        Scope::Admin => subject,
+        // Under the minting instance's own name, whatever was asked for.
+        scope => {
+            let own = scope.describe();
+            if subject == own || subject.starts_with(&format!("{own}/")) {
+                subject
+            } else {
+                format!("{own}/{subject}")
+            }
+        }
+    };
+    let minted_by = caller
+        .0
+        .minter()
+        .ok_or_else(|| ApiError::Forbidden("a token cannot mint tokens; use a key".into()))?;
+    let instances = match instances {
+        None => None,
+        Some(names) => {
+            let mut named = BTreeMap::new();
+            for name in names {
+                let id =
+                    state.service.registry().id_of(&name).ok_or_else(|| {
+                        ApiError::NotFound(format!("instance '{name}' not found"))
+                    })?;
+                named.insert(name, id);
+            }
+            Some(named)
+        }
+    };
     let expires_at = chrono::Utc::now() + chrono::Duration::seconds(ttl as i64);
     let grant = Grant {
         subject,
+        minted_by,
         instances,
         topics,
         expires_at,
@@ -130,11 +165,7 @@ pub async fn mint(
         .map_err(|e| ApiError::Internal(anyhow::anyhow!("minting a token failed: {e}")))?;
     let instances = match &grant.instances {
         None => json!("*"),
-        Some(names) => {
-            let mut names: Vec<&str> = names.iter().map(|n| n.as_str()).collect();
-            names.sort_unstable();
-            json!(names)
-        }
+        Some(named) => json!(named.keys().map(|n| n.as_str()).collect::<Vec<_>>()),
     };
     Ok(HttpResponse::Created().json(json!({
         "token": token,

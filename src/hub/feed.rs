@@ -13,8 +13,16 @@
 //! the buffer is reset and the feed reads the log from where it was, at the
 //! consumer's own pace, then rejoins. Memory per consumer stays bounded by
 //! the queue limit plus one page.
+//!
+//! A feed opened with a credential that can be revoked (an instance's key
+//! or a token naming instances) carries its [`Revocation`]: once the
+//! instance is deleted the feed hands out nothing more, not even an event
+//! already queued, so a stream never shows a later instance that took the
+//! same name.
 
 use std::{collections::VecDeque, sync::Arc, time::Duration};
+
+use tokio_util::sync::CancellationToken;
 
 use super::{Filter, InstanceFilter, Subscription};
 use crate::{
@@ -45,6 +53,35 @@ pub enum FeedError {
     /// skip them, so the consumer must resynchronize.
     #[error("cursor {cursor} is older than the retained log (events up to {horizon} were deleted); resynchronize")]
     CursorExpired { cursor: i64, horizon: i64 },
+    /// The credential the feed was opened with no longer holds: an
+    /// instance it names was deleted.
+    #[error("the instance this credential was issued for has been deleted; its key and tokens no longer work")]
+    Revoked,
+}
+
+/// Whether the credential behind a feed still holds: one signal per
+/// instance it names, fired when that instance is deleted. Empty for
+/// credentials that cannot be revoked this way (the admin key).
+#[derive(Debug, Clone, Default)]
+pub struct Revocation(Vec<CancellationToken>);
+
+impl Revocation {
+    /// Revoked as soon as any of `signals` fires.
+    pub fn of(signals: Vec<CancellationToken>) -> Revocation {
+        Revocation(signals)
+    }
+
+    pub fn is_revoked(&self) -> bool {
+        self.0.iter().any(CancellationToken::is_cancelled)
+    }
+
+    /// Completes once revoked; never, for a credential that cannot be.
+    pub async fn revoked(&self) {
+        if self.0.is_empty() {
+            return std::future::pending().await;
+        }
+        futures_util::future::select_all(self.0.iter().map(|s| Box::pin(s.cancelled()))).await;
+    }
 }
 
 pub struct Feed {
@@ -59,6 +96,7 @@ pub struct Feed {
     /// Events read from the log and not handed out yet (at most one page).
     page: VecDeque<Arc<Frame>>,
     retry: Duration,
+    revocation: Revocation,
 }
 
 impl Feed {
@@ -77,7 +115,18 @@ impl Feed {
             replaying,
             page: VecDeque::new(),
             retry: RETRY_FIRST,
+            revocation: Revocation::default(),
         }
+    }
+
+    /// Ends the feed (with [`FeedError::Revoked`]) when `revocation` fires.
+    pub fn revocable(mut self, revocation: Revocation) -> Feed {
+        self.revocation = revocation;
+        self
+    }
+
+    pub fn revocation(&self) -> &Revocation {
+        &self.revocation
     }
 
     /// The id of the last event handed out (or the starting point): a
@@ -116,7 +165,13 @@ impl Feed {
     /// changes after an await has completed, so it can sit in a `select!`.
     pub async fn next(&mut self) -> Result<Arc<Frame>, FeedError> {
         loop {
+            if self.revocation.is_revoked() {
+                return Err(FeedError::Revoked);
+            }
             if let Some(frame) = self.page.pop_front() {
+                if self.revocation.is_revoked() {
+                    return Err(FeedError::Revoked);
+                }
                 self.delivered = frame.id;
                 return Ok(frame);
             }
@@ -136,11 +191,21 @@ impl Feed {
             match queue.pop() {
                 Some(frame) if frame.id <= self.scanned => continue,
                 Some(frame) => {
+                    // Checked after the pop: an event of a later instance of
+                    // the same name is published only after the revocation.
+                    if self.revocation.is_revoked() {
+                        return Err(FeedError::Revoked);
+                    }
                     self.scanned = frame.id;
                     self.delivered = frame.id;
                     return Ok(frame);
                 }
-                None => queue.ready().await,
+                None => {
+                    tokio::select! {
+                        _ = queue.ready() => {}
+                        _ = self.revocation.revoked() => {}
+                    }
+                }
             }
         }
     }
@@ -148,6 +213,10 @@ impl Feed {
     /// The next event if one is ready now, without waiting or reading the
     /// log: lets a consumer drain everything queued into one write.
     pub fn try_next(&mut self) -> Option<Arc<Frame>> {
+        if self.revocation.is_revoked() {
+            // The next call to `next` says why.
+            return None;
+        }
         if let Some(frame) = self.page.pop_front() {
             self.delivered = frame.id;
             return Some(frame);
@@ -161,6 +230,9 @@ impl Feed {
         }
         while let Some(frame) = queue.pop() {
             if frame.id > self.scanned {
+                if self.revocation.is_revoked() {
+                    return None;
+                }
                 self.scanned = frame.id;
                 self.delivered = frame.id;
                 return Some(frame);

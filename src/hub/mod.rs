@@ -79,6 +79,11 @@ impl Filter {
         if topic == Topic::Instance {
             return self.topics.is_none_or(|t| t.contains(topic));
         }
+        if !self.stream_settings {
+            // A webhook has its own event list; the instance's stream
+            // settings must not make its cursor skip events for good.
+            return self.topics.unwrap_or_else(TopicSet::all).contains(topic);
+        }
         if !ws.enabled {
             return false;
         }
@@ -492,6 +497,26 @@ mod tests {
         hub.publish(&[event(3, "alpha", Direction::Incoming, "c")]);
         assert!(drain(&defaults).is_empty());
         assert!(drain(&chosen).is_empty());
+    }
+
+    #[test]
+    fn a_webhook_filter_ignores_the_instances_stream_settings() {
+        let hub = Hub::new(1 << 20);
+        let webhook = hub.subscribe(Filter {
+            stream_settings: false,
+            ..only(&["alpha"], Some(TopicSet::all_instance_topics()))
+        });
+        let socket = hub.subscribe(only(&["alpha"], None));
+        hub.set_websocket(
+            &name("alpha"),
+            WebsocketSettings {
+                enabled: false,
+                events: None,
+            },
+        );
+        hub.publish(&[event(1, "alpha", Direction::Incoming, "a")]);
+        assert_eq!(drain(&webhook), vec![1]);
+        assert!(drain(&socket).is_empty());
     }
 
     #[test]

@@ -8,6 +8,11 @@
 //! A name being created is reserved in the map first (and one being deleted
 //! stays marked until its deletion commits), so two concurrent requests for
 //! one name cannot both succeed.
+//!
+//! Each instance also has an identity (its id) and a revocation signal:
+//! credentials name the id, and deleting the instance fires the signal, so
+//! every stream opened with its key or tokens ends, and none of them can
+//! see a later instance that takes the same name.
 
 use std::{collections::HashMap, sync::Arc};
 
@@ -21,7 +26,7 @@ use crate::{
     config::ModemSettings,
     domain::{
         key::{parse_digest, KeyDigest},
-        DriverConfig, InstanceName, Retention,
+        DriverConfig, InstanceName, InstanceRef, Retention,
     },
     event::{data::ConnectionState, format_timestamp},
     hub::Hub,
@@ -77,10 +82,16 @@ pub struct Registry {
     instances: Mutex<HashMap<InstanceName, Slot>>,
     /// Instance key digests, so a presented key finds its instance. An entry
     /// lives exactly as long as its instance: deleting one revokes its key.
-    keys: Mutex<HashMap<KeyDigest, InstanceName>>,
+    keys: Mutex<HashMap<KeyDigest, InstanceRef>>,
+    /// Each instance's id and the signal fired when it is deleted, which
+    /// ends the streams opened with its credentials.
+    identities: Mutex<HashMap<InstanceName, (uuid::Uuid, CancellationToken)>>,
     log: EventLog,
     hub: Arc<Hub>,
     settings: ModemSettings,
+    /// Where each instance's driver keeps direct PDUs until they commit
+    /// (`<id>.pdus`); `None` keeps them in memory.
+    spool_dir: Option<std::path::PathBuf>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 }
@@ -116,15 +127,18 @@ impl Registry {
         log: EventLog,
         hub: Arc<Hub>,
         settings: ModemSettings,
+        spool_dir: Option<std::path::PathBuf>,
         shutdown: CancellationToken,
         tracker: TaskTracker,
     ) -> Registry {
         Registry {
             instances: Mutex::new(HashMap::new()),
             keys: Mutex::new(HashMap::new()),
+            identities: Mutex::new(HashMap::new()),
             log,
             hub,
             settings,
+            spool_dir,
             shutdown,
             tracker,
         }
@@ -157,9 +171,24 @@ impl Registry {
     }
 
     fn insert(&self, row: InstanceRow, state: ConnectionState) -> InstanceView {
+        let identity = InstanceRef {
+            name: row.name.clone(),
+            id: row.id,
+        };
+        {
+            // An instance brought back after a failed deletion keeps its
+            // signal, so the streams it already has stay revocable.
+            let mut identities = self.identities.lock();
+            let kept = identities
+                .get(&row.name)
+                .is_some_and(|(id, signal)| *id == row.id && !signal.is_cancelled());
+            if !kept {
+                identities.insert(row.name.clone(), (row.id, CancellationToken::new()));
+            }
+        }
         match parse_digest(&row.key_hash) {
             Some(digest) => {
-                self.keys.lock().insert(digest, row.name.clone());
+                self.keys.lock().insert(digest, identity);
             }
             None => {
                 tracing::error!(instance = %row.name, "stored key hash is malformed; the instance key will not work")
@@ -207,16 +236,48 @@ impl Registry {
         self.insert(row, ConnectionState::Disconnected);
     }
 
-    /// Drops a deleted instance: its name, key and stream settings.
+    /// Drops a deleted instance: its name, key and stream settings, and
+    /// revokes every credential issued for it (its open streams end).
     pub fn forget(&self, name: &InstanceName) {
+        // Revoked before the name is free, so nothing of a later instance
+        // with this name is published before the old streams know.
+        if let Some((id, signal)) = self.identities.lock().remove(name) {
+            signal.cancel();
+            // Its actor has stopped: what it spooled belongs to nothing now.
+            if let Some(path) = self.spool_path(id) {
+                if let Err(err) = std::fs::remove_file(&path) {
+                    if err.kind() != std::io::ErrorKind::NotFound {
+                        tracing::warn!(instance = %name, error = %err, "could not remove the deleted instance's spool");
+                    }
+                }
+            }
+        }
+        self.keys
+            .lock()
+            .retain(|_, identity| &identity.name != name);
         self.instances.lock().remove(name);
-        self.keys.lock().retain(|_, n| n != name);
         self.hub.forget_instance(name);
     }
 
     /// The instance a presented key's digest belongs to.
-    pub fn instance_for_key(&self, digest: &KeyDigest) -> Option<InstanceName> {
+    pub fn instance_for_key(&self, digest: &KeyDigest) -> Option<InstanceRef> {
         self.keys.lock().get(digest).cloned()
+    }
+
+    /// The id of the instance now called `name`.
+    pub fn id_of(&self, name: &InstanceName) -> Option<uuid::Uuid> {
+        self.identities.lock().get(name).map(|(id, _)| *id)
+    }
+
+    /// The signal fired when the instance `identity` names is deleted;
+    /// `None` when it already was (or the name now belongs to another).
+    pub fn revocation(&self, identity: &InstanceRef) -> Option<CancellationToken> {
+        match self.identities.lock().get(&identity.name) {
+            Some((id, signal)) if *id == identity.id && !signal.is_cancelled() => {
+                Some(signal.clone())
+            }
+            _ => None,
+        }
     }
 
     pub fn get(&self, name: &InstanceName) -> Option<InstanceView> {
@@ -300,13 +361,19 @@ impl Registry {
             .collect()
     }
 
+    /// The file an instance's driver spools direct PDUs in.
+    fn spool_path(&self, id: uuid::Uuid) -> Option<std::path::PathBuf> {
+        self.spool_dir
+            .as_ref()
+            .map(|dir| dir.join(format!("{id}.pdus")))
+    }
+
     fn spawn_supervisor(&self, row: &InstanceRow) -> Supervisor {
         Supervisor::spawn(
-            row.name.clone(),
-            row.driver.clone(),
-            row.enabled,
+            row,
             self.log.clone(),
             self.settings.clone(),
+            self.spool_path(row.id),
             self.shutdown.clone(),
             &self.tracker,
         )

@@ -10,7 +10,7 @@ use std::{sync::Arc, time::Duration};
 use tokio_util::sync::CancellationToken;
 
 use super::Registry;
-use crate::{config::RetentionSettings, hub::Hub, store::Store};
+use crate::{config::RetentionSettings, domain::Retention, hub::Hub, store::Store};
 
 /// Runs retention every `interval_secs` until shutdown.
 pub async fn run(
@@ -41,7 +41,7 @@ pub async fn prune_all(
     for (name, retention) in registry.retention_plan() {
         let age = retention.max_age_secs.unwrap_or(defaults.max_age_secs);
         let count = retention.max_events.unwrap_or(defaults.max_events);
-        let older_than_us = (age > 0).then(|| now_us - (age as i64).saturating_mul(1_000_000));
+        let older_than_us = Retention::cutoff_us(now_us, age);
         let keep = (count > 0).then(|| i64::try_from(count).unwrap_or(i64::MAX));
         if older_than_us.is_none() && keep.is_none() {
             continue;

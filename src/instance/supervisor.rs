@@ -21,7 +21,7 @@ use crate::{
     domain::InstanceName,
     event::data::ConnectionState,
     modem::{self, ActorContext, Command, DriverError},
-    store::EventLog,
+    store::{EventLog, InstanceRow},
 };
 
 /// Lifecycle requests waiting for the supervisor.
@@ -59,15 +59,17 @@ pub struct Supervisor {
 pub struct Gone;
 
 impl Supervisor {
+    /// Starts supervising the instance `row` describes (its driver runs
+    /// when the row says it is enabled).
     pub fn spawn(
-        name: InstanceName,
-        driver: DriverConfig,
-        enabled: bool,
+        row: &InstanceRow,
         log: EventLog,
         settings: ModemSettings,
+        spool: Option<std::path::PathBuf>,
         shutdown: CancellationToken,
         tracker: &tokio_util::task::TaskTracker,
     ) -> Supervisor {
+        let (name, driver, enabled) = (row.name.clone(), row.driver.clone(), row.enabled);
         let (mailbox, inbox) = mpsc::channel(MAILBOX);
         let (state_tx, state) = watch::channel(ConnectionState::Disconnected);
         let outbox_ready = Arc::new(Notify::new());
@@ -79,6 +81,7 @@ impl Supervisor {
             enabled,
             log,
             settings,
+            spool,
             inbox,
             state: state_tx,
             outbox_ready: outbox_ready.clone(),
@@ -172,6 +175,8 @@ struct Task {
     enabled: bool,
     log: EventLog,
     settings: ModemSettings,
+    /// The driver's file for direct PDUs not committed yet.
+    spool: Option<std::path::PathBuf>,
     inbox: mpsc::Receiver<Control>,
     state: watch::Sender<ConnectionState>,
     outbox_ready: Arc<Notify>,
@@ -253,7 +258,8 @@ impl Task {
             stop.clone(),
             self.state.clone(),
         )
-        .with_number_slot(self.number.clone());
+        .with_number_slot(self.number.clone())
+        .with_spool(self.spool.clone());
         // Its own task, so a panic in a driver is caught here as a JoinError
         // instead of taking the supervisor down.
         let task = tokio::spawn(modem::run(self.driver.clone(), ctx));

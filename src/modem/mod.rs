@@ -66,6 +66,9 @@ pub struct ActorContext {
     /// The number the modem reported for itself, shared with the registry
     /// (which answers "own number" questions without asking the driver).
     reported_number: Arc<parking_lot::Mutex<Option<String>>>,
+    /// Where direct PDUs wait for their commit (see `gsm::spool`); `None`
+    /// keeps them in memory.
+    spool: Option<std::path::PathBuf>,
 }
 
 impl ActorContext {
@@ -85,7 +88,19 @@ impl ActorContext {
             stop,
             state,
             reported_number: Arc::default(),
+            spool: None,
         }
+    }
+
+    /// Gives the driver a file to keep direct PDUs in until they commit.
+    pub fn with_spool(mut self, path: Option<std::path::PathBuf>) -> Self {
+        self.spool = path;
+        self
+    }
+
+    /// The file direct PDUs wait in, if there is one.
+    pub fn spool_path(&self) -> Option<std::path::PathBuf> {
+        self.spool.clone()
     }
 
     /// Shares the slot the driver writes the modem's own number into.

@@ -6,6 +6,11 @@
 //! it also makes up inbound traffic of every kind, reproducible from `seed`;
 //! it is the demo driver and the source the benchmarks load the server with,
 //! so it generates in batches and keeps several commits in flight.
+//!
+//! However large a send (a broadcast group), the driver stays responsive:
+//! it takes a page of the outbox at a time with a bounded number of
+//! messages in flight, and commits due steps in bounded chunks, going back
+//! to its loop (commands, stop, new sends) between two of them.
 
 use std::{
     cmp::Reverse,
@@ -38,7 +43,14 @@ const TICK: Duration = Duration::from_millis(10);
 /// Batches the generator may have waiting for commit before it waits itself.
 const IN_FLIGHT: usize = 8;
 /// Queued messages fetched from the outbox at a time.
-const OUTBOX_PAGE: i64 = 100;
+const OUTBOX_PAGE: usize = 100;
+/// Messages taken from the outbox and not `sent` yet, at most: the rest
+/// wait in the outbox, so one huge send costs bounded memory and each
+/// outbox read stays small.
+const MAX_IN_FLIGHT: usize = 1000;
+/// Due steps committed in one job, at most, before the loop looks at its
+/// commands again.
+const STEP_CHUNK: usize = 256;
 
 /// Something the virtual network will do later.
 #[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -77,6 +89,7 @@ pub async fn run(config: SimulatorConfig, mut ctx: ActorContext) -> Result<(), D
         number: &number,
         timeline: BinaryHeap::new(),
         in_flight: HashSet::new(),
+        outbox_pending: false,
         order: 0,
     };
     let mut traffic = (config.rate > 0.0).then(|| Traffic::new(&config, &ctx.instance, &number));
@@ -99,10 +112,8 @@ pub async fn run(config: SimulatorConfig, mut ctx: ActorContext) -> Result<(), D
             _ = sleep_until(fail_at), if fail_at.is_some() => {
                 return Err(DriverError::Modem("simulated modem failure (fail_after_ms)".into()));
             }
-            _ = ctx.outbox_ready.notified() => network.take_outbox(&ctx).await?,
-            _ = sleep_until(next_step), if next_step.is_some() => {
-                network.run_due_steps(&ctx).await?;
-            }
+            // Commands come before the work of a large send, which is done
+            // in bounded pieces, so they are answered between two pieces.
             command = ctx.commands.recv() => match command {
                 Some(super::Command::RejectCall { reply, .. }) => {
                     if let Some(reply) = reply {
@@ -111,6 +122,13 @@ pub async fn run(config: SimulatorConfig, mut ctx: ActorContext) -> Result<(), D
                 }
                 None => return Ok(()),
             },
+            _ = ctx.outbox_ready.notified() => network.take_outbox(&ctx).await?,
+            _ = std::future::ready(()), if network.outbox_pending && network.has_room() => {
+                network.take_outbox(&ctx).await?;
+            }
+            _ = sleep_until(next_step), if next_step.is_some() => {
+                network.run_due_steps(&ctx).await?;
+            }
             _ = tick.tick(), if traffic.is_some() => {
                 let now = Instant::now();
                 let elapsed = now - last_tick;
@@ -167,35 +185,49 @@ struct Network<'a> {
     /// Messages taken from the outbox whose `sent` step has not run yet
     /// (they are still `queued` in the database, so a re-read must skip them).
     in_flight: HashSet<String>,
+    /// Whether the outbox may hold more than was taken: taken again, a page
+    /// at a time, while there is room in flight.
+    outbox_pending: bool,
     order: u64,
 }
 
 impl Network<'_> {
+    fn has_room(&self) -> bool {
+        self.in_flight.len() < MAX_IN_FLIGHT
+    }
+
+    /// Takes one page of queued messages (at most [`MAX_IN_FLIGHT`] in
+    /// flight) and schedules their `sent` step.
     async fn take_outbox(&mut self, ctx: &ActorContext) -> Result<(), DriverError> {
-        loop {
-            let queued = ctx
-                .log
-                .store()
-                .queued_messages(&ctx.instance, OUTBOX_PAGE + self.in_flight.len() as i64)
-                .await?;
-            let fresh: Vec<OutboxRow> = queued
-                .into_iter()
-                .filter(|m| !self.in_flight.contains(&m.id))
-                .collect();
-            if fresh.is_empty() {
-                return Ok(());
-            }
-            for message in fresh {
-                self.in_flight.insert(message.id.clone());
-                self.schedule(
-                    Duration::from_millis(self.config.sent_delay_ms),
-                    Step::Sent,
-                    message.id,
-                    message.recipient,
-                    message.body,
-                );
-            }
+        let page = OUTBOX_PAGE.min(MAX_IN_FLIGHT.saturating_sub(self.in_flight.len()));
+        if page == 0 {
+            self.outbox_pending = true;
+            return Ok(());
         }
+        // The messages in flight are still queued, and the oldest: reading
+        // past them gives the next page.
+        let limit = self.in_flight.len() + page;
+        let queued = ctx
+            .log
+            .store()
+            .queued_messages(&ctx.instance, limit as i64)
+            .await?;
+        self.outbox_pending = queued.len() >= limit;
+        let fresh: Vec<OutboxRow> = queued
+            .into_iter()
+            .filter(|m| !self.in_flight.contains(&m.id))
+            .collect();
+        for message in fresh {
+            self.in_flight.insert(message.id.clone());
+            self.schedule(
+                Duration::from_millis(self.config.sent_delay_ms),
+                Step::Sent,
+                message.id,
+                message.recipient,
+                message.body,
+            );
+        }
+        Ok(())
     }
 
     fn schedule(
@@ -217,18 +249,50 @@ impl Network<'_> {
         }));
     }
 
+    /// Runs up to [`STEP_CHUNK`] due steps, committed as one job; the loop
+    /// comes back for the rest after serving what else waits.
     async fn run_due_steps(&mut self, ctx: &ActorContext) -> Result<(), DriverError> {
         let now = Instant::now();
-        while self.timeline.peek().is_some_and(|Reverse(s)| s.at <= now) {
+        let mut due = Vec::new();
+        while due.len() < STEP_CHUNK && self.timeline.peek().is_some_and(|Reverse(s)| s.at <= now) {
             let Some(Reverse(step)) = self.timeline.pop() else {
                 break;
             };
-            self.run_step(ctx, step).await?;
+            due.push(step);
         }
-        Ok(())
+        if due.len() == 1 {
+            for step in due {
+                self.run_step(ctx, step).await?;
+            }
+            return Ok(());
+        }
+        let mut job = Job::default();
+        for step in &due {
+            let (events, changes) = self.step_job(ctx, step);
+            job.events.extend(events);
+            job.changes.extend(changes);
+        }
+        match ctx.append(job).await {
+            Ok(()) => {
+                for step in due {
+                    self.after_step(step);
+                }
+                Ok(())
+            }
+            // A message of the chunk was deleted with its instance
+            // meanwhile: the steps go one by one, so the others still count.
+            Err(DriverError::Store(StoreError::NotFound(_))) => {
+                for step in due {
+                    self.run_step(ctx, step).await?;
+                }
+                Ok(())
+            }
+            Err(err) => Err(err),
+        }
     }
 
-    async fn run_step(&mut self, ctx: &ActorContext, step: Scheduled) -> Result<(), DriverError> {
+    /// What a step commits: its event and, for a status, the change.
+    fn step_job(&self, ctx: &ActorContext, step: &Scheduled) -> (Vec<NewEvent>, Vec<Change>) {
         let now = chrono::Utc::now().timestamp();
         match step.step {
             Step::Sent | Step::Delivered => {
@@ -246,62 +310,72 @@ impl Network<'_> {
                     parts_done: None,
                     parts: None,
                 };
-                let result = ctx
-                    .append(Job {
-                        events: vec![delivery.into_event(&ctx.instance)],
-                        changes: vec![Change::SetMessageStatus {
-                            id: step.message_id.clone(),
-                            status,
-                            error: None,
-                        }],
-                    })
-                    .await;
-                match result {
-                    // The message was deleted with its instance meanwhile.
-                    Err(DriverError::Store(StoreError::NotFound(_))) => {
-                        self.in_flight.remove(&step.message_id);
-                        return Ok(());
-                    }
-                    other => other?,
-                }
-                if step.step == Step::Sent {
-                    self.in_flight.remove(&step.message_id);
-                    self.schedule(
-                        Duration::from_millis(self.config.delivered_delay_ms),
-                        Step::Delivered,
-                        step.message_id,
-                        step.recipient,
-                        step.body,
-                    );
-                } else if self.config.echo {
-                    self.schedule(
-                        Duration::from_millis(self.config.reply_delay_ms),
-                        Step::Reply,
-                        step.message_id,
-                        step.recipient,
-                        step.body,
-                    );
-                }
+                (
+                    vec![delivery.into_event(&ctx.instance)],
+                    vec![Change::SetMessageStatus {
+                        id: step.message_id.clone(),
+                        status,
+                        error: None,
+                    }],
+                )
             }
             Step::Reply => {
                 let reply = MessageData {
                     id: uuid::Uuid::now_v7().to_string(),
                     direction: Direction::Incoming,
-                    from: step.recipient,
+                    from: step.recipient.clone(),
                     to: self.number.to_owned(),
                     kind: "text".into(),
                     content: format!("Echo: {}", step.body),
                     timestamp: now,
                     parts: 1,
                 };
-                ctx.append(Job {
-                    events: vec![reply.into_event(&ctx.instance)],
-                    changes: Vec::new(),
-                })
-                .await?;
+                (vec![reply.into_event(&ctx.instance)], Vec::new())
             }
         }
-        Ok(())
+    }
+
+    /// Schedules what follows a committed step.
+    fn after_step(&mut self, step: Scheduled) {
+        match step.step {
+            Step::Sent => {
+                self.in_flight.remove(&step.message_id);
+                self.schedule(
+                    Duration::from_millis(self.config.delivered_delay_ms),
+                    Step::Delivered,
+                    step.message_id,
+                    step.recipient,
+                    step.body,
+                );
+            }
+            Step::Delivered if self.config.echo => {
+                self.schedule(
+                    Duration::from_millis(self.config.reply_delay_ms),
+                    Step::Reply,
+                    step.message_id,
+                    step.recipient,
+                    step.body,
+                );
+            }
+            Step::Delivered | Step::Reply => {}
+        }
+    }
+
+    /// Runs one step in a job of its own.
+    async fn run_step(&mut self, ctx: &ActorContext, step: Scheduled) -> Result<(), DriverError> {
+        let (events, changes) = self.step_job(ctx, &step);
+        match ctx.append(Job { events, changes }).await {
+            // The message was deleted with its instance meanwhile.
+            Err(DriverError::Store(StoreError::NotFound(_))) => {
+                self.in_flight.remove(&step.message_id);
+                Ok(())
+            }
+            Err(err) => Err(err),
+            Ok(()) => {
+                self.after_step(step);
+                Ok(())
+            }
+        }
     }
 }
 

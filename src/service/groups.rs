@@ -1,5 +1,10 @@
 //! Broadcast groups: named lists of numbers; a send to a group goes to each
 //! member. Each change is a `group` event committed with it.
+//!
+//! Everything here is bounded (`[limits]`): members named in one request,
+//! members of one group in total, groups of one instance. A group's size is
+//! checked and changed under the instance's group lock, so two concurrent
+//! requests cannot both fit under the limit and pass it together.
 
 use chrono::Utc;
 
@@ -36,6 +41,13 @@ fn parse_members(raw: &[String]) -> Result<Vec<String>, ServiceError> {
     Ok(members)
 }
 
+fn too_many_members(max: usize, has: usize, adding: usize) -> ServiceError {
+    ServiceError::Invalid(format!(
+        "a group holds at most {max} members (limits.max_group_members); it has {has} and \
+         this would add {adding}"
+    ))
+}
+
 impl Service {
     pub async fn create_group(
         &self,
@@ -50,7 +62,21 @@ impl Service {
             ));
         }
         let members = parse_members(participants)?;
+        let limits = &self.settings.limits;
+        if members.len() > limits.max_group_members {
+            return Err(too_many_members(limits.max_group_members, 0, members.len()));
+        }
         let owner = self.own_number(name)?;
+        let lock = self.group_lock(name);
+        let _held = lock.lock().await;
+        let count = self.log.store().groups(name).await?.len();
+        if count >= limits.max_groups_per_instance {
+            return Err(ServiceError::Invalid(format!(
+                "instance '{name}' already has its maximum of {} groups \
+                 (limits.max_groups_per_instance)",
+                limits.max_groups_per_instance
+            )));
+        }
         let group = GroupRow {
             instance: name.clone(),
             id: format!("{}{GROUP_SUFFIX}", uuid::Uuid::now_v7().simple()),
@@ -116,7 +142,17 @@ impl Service {
                 )))
             }
         };
+        let lock = self.group_lock(name);
+        let _held = lock.lock().await;
         let group = self.group(name, group_id).await?;
+        if matches!(action, GroupAction::ParticipantAdd) {
+            let max = self.settings.limits.max_group_members;
+            let present: std::collections::HashSet<&String> = group.participants.iter().collect();
+            let new = members.iter().filter(|m| !present.contains(m)).count();
+            if group.participants.len() + new > max {
+                return Err(too_many_members(max, group.participants.len(), new));
+            }
+        }
         // The event names the members that changed, as Evolution's
         // GROUP_PARTICIPANTS_UPDATE does.
         let event = GroupData {
@@ -136,6 +172,15 @@ impl Service {
             })
             .await?;
         self.group(name, group_id).await
+    }
+
+    /// Serializes the changes to one instance's groups (see the module).
+    fn group_lock(&self, name: &InstanceName) -> std::sync::Arc<tokio::sync::Mutex<()>> {
+        self.group_locks
+            .lock()
+            .entry(name.clone())
+            .or_default()
+            .clone()
     }
 
     pub async fn groups(&self, name: &InstanceName) -> Result<Vec<GroupView>, ServiceError> {

@@ -69,6 +69,7 @@ impl Service {
             retention,
         } = request;
         driver.validate().map_err(ServiceError::Invalid)?;
+        retention.check().map_err(ServiceError::Invalid)?;
         let reservation = self.registry.reserve(&name)?;
         let key = generate_key();
         let row = InstanceRow {
@@ -142,6 +143,7 @@ impl Service {
             Ok(_) => {
                 self.registry.forget(name);
                 self.webhooks.remove(name);
+                self.group_locks.lock().remove(name);
                 tracing::info!(instance = %name, "instance deleted");
                 Ok(())
             }
@@ -286,6 +288,7 @@ impl Service {
         retention: Retention,
     ) -> Result<RetentionView, ServiceError> {
         self.exists(name)?;
+        retention.check().map_err(ServiceError::Invalid)?;
         self.log
             .append(Job {
                 events: Vec::new(),

@@ -71,6 +71,16 @@ impl Service {
                 .to_string()],
         };
 
+        // One message (an outbox row and two events) per recipient: a send
+        // to a group is bounded like everything a credential can grow.
+        let max = self.settings.limits.max_messages_per_send;
+        if recipients.len() > max {
+            return Err(ServiceError::Invalid(format!(
+                "this send would create {} messages and one send may create at most {max} \
+                 (limits.max_messages_per_send)",
+                recipients.len()
+            )));
+        }
         let now = Utc::now();
         // The parts depend on the text alone (every recipient is a parsed
         // number), so the first recipient's count holds for all.

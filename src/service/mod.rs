@@ -14,7 +14,7 @@ mod instances;
 mod messages;
 mod webhooks;
 
-use std::sync::Arc;
+use std::{collections::HashMap, sync::Arc};
 
 pub use events::{EventPage, ReadRequest};
 pub use groups::{GroupView, GROUP_SUFFIX};
@@ -71,6 +71,9 @@ pub struct Service {
     hub: Arc<Hub>,
     webhooks: Arc<Webhooks>,
     settings: Arc<Settings>,
+    /// One lock per instance for changes to its groups, so their limits
+    /// hold under concurrent requests (see `groups`).
+    group_locks: parking_lot::Mutex<HashMap<InstanceName, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl Service {
@@ -87,6 +90,7 @@ impl Service {
             hub,
             webhooks,
             settings,
+            group_locks: parking_lot::Mutex::new(HashMap::new()),
         }
     }
 

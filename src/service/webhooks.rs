@@ -36,6 +36,12 @@ impl Service {
                 "'url' must be an http:// or https:// URL with a host".into(),
             ));
         }
+        // A name is checked on every connection, once resolved; an address
+        // can be refused right away.
+        self.webhooks
+            .targets()
+            .check_url(&url)
+            .map_err(|refused| ServiceError::Invalid(format!("'url': {refused}")))?;
         for (header, value) in &request.headers {
             let valid = reqwest::header::HeaderName::from_bytes(header.as_bytes()).is_ok()
                 && reqwest::header::HeaderValue::from_str(value).is_ok();

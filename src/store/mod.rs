@@ -154,6 +154,10 @@ pub struct InboundPartRow {
     pub total: u32,
     pub sequence: u32,
     pub content: String,
+    /// The part's text before decoding, in the driver's stored form, so the
+    /// parts are joined before they are decoded; `None` for parts stored
+    /// before it was kept, and for 8-bit data.
+    pub raw: Option<String>,
     /// The service centre time stamp, Unix seconds.
     pub sent_at: i64,
     pub received_at: DateTime<Utc>,
@@ -285,6 +289,7 @@ impl Store {
                     format!("while creating the data directory {}", data_dir.display())
                 })?;
                 let path = data_dir.join("switchboard.db");
+                create_private(&path)?;
                 Ok(Store::Sqlite(
                     sqlite::SqliteStore::connect_file(&path, max_connections).await?,
                 ))
@@ -441,6 +446,27 @@ impl Store {
         match self {
             Store::Postgres(s) => s.close().await,
             Store::Sqlite(s) => s.close().await,
+        }
+    }
+}
+
+/// Creates the embedded database file readable by its owner only (it holds
+/// webhook URLs and headers, which carry receivers' secrets), before SQLite
+/// creates it with the process umask. SQLite gives its `-wal` and `-shm`
+/// files the database file's mode.
+fn create_private(path: &Path) -> anyhow::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(err) => {
+            Err(err).with_context(|| format!("while creating the database file {}", path.display()))
         }
     }
 }
@@ -652,11 +678,21 @@ fn part_from_row(
 }
 
 /// An `inbox_parts` row: `instance, sender, reference, total, sequence,
-/// content, sent_at, received_us`.
-type InboundPartTuple = (String, String, i64, i64, i64, String, i64, i64);
+/// content, sent_at, received_us, raw`.
+type InboundPartTuple = (
+    String,
+    String,
+    i64,
+    i64,
+    i64,
+    String,
+    i64,
+    i64,
+    Option<String>,
+);
 
 fn inbound_part_from_row(
-    (instance, sender, reference, total, sequence, content, sent_at, received_us): InboundPartTuple,
+    (instance, sender, reference, total, sequence, content, sent_at, received_us, raw): InboundPartTuple,
 ) -> Result<InboundPartRow, StoreError> {
     let corrupt = |what: String| {
         StoreError::Unavailable(format!(
@@ -670,6 +706,7 @@ fn inbound_part_from_row(
         sequence: u32::try_from(sequence).map_err(|e| corrupt(e.to_string()))?,
         sender,
         content,
+        raw,
         sent_at,
         received_at: from_micros(received_us),
     })

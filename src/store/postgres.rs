@@ -244,8 +244,8 @@ impl PgStore {
         instance: &InstanceName,
     ) -> Result<Vec<InboundPartRow>, StoreError> {
         let rows = sqlx::query_as(
-            "SELECT instance, sender, reference, total, sequence, content, sent_at, received_us \
-             FROM inbox_parts WHERE instance = $1 \
+            "SELECT instance, sender, reference, total, sequence, content, sent_at, received_us, \
+             raw FROM inbox_parts WHERE instance = $1 \
              ORDER BY sender, reference, total, sequence",
         )
         .bind(instance.as_str())
@@ -511,8 +511,8 @@ async fn apply_changes(
             Change::StoreInboundPart(row) => {
                 sqlx::query(
                     "INSERT INTO inbox_parts \
-                     (instance, sender, reference, total, sequence, content, sent_at, received_us) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
+                     (instance, sender, reference, total, sequence, content, sent_at, received_us, \
+                     raw) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
                 )
                 .bind(row.instance.as_str())
                 .bind(&row.sender)
@@ -522,6 +522,7 @@ async fn apply_changes(
                 .bind(&row.content)
                 .bind(row.sent_at)
                 .bind(to_micros(row.received_at))
+                .bind(&row.raw)
                 .execute(&mut **tx)
                 .await?;
             }

@@ -256,8 +256,8 @@ impl SqliteStore {
         instance: &InstanceName,
     ) -> Result<Vec<InboundPartRow>, StoreError> {
         let rows = sqlx::query_as(
-            "SELECT instance, sender, reference, total, sequence, content, sent_at, received_us \
-             FROM inbox_parts WHERE instance = ? \
+            "SELECT instance, sender, reference, total, sequence, content, sent_at, received_us, \
+             raw FROM inbox_parts WHERE instance = ? \
              ORDER BY sender, reference, total, sequence",
         )
         .bind(instance.as_str())
@@ -544,8 +544,8 @@ async fn apply_changes(
             Change::StoreInboundPart(row) => {
                 sqlx::query(
                     "INSERT INTO inbox_parts \
-                     (instance, sender, reference, total, sequence, content, sent_at, received_us) \
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                     (instance, sender, reference, total, sequence, content, sent_at, received_us, \
+                     raw) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 )
                 .bind(row.instance.as_str())
                 .bind(&row.sender)
@@ -555,6 +555,7 @@ async fn apply_changes(
                 .bind(&row.content)
                 .bind(row.sent_at)
                 .bind(to_micros(row.received_at))
+                .bind(&row.raw)
                 .execute(&mut **tx)
                 .await?;
             }

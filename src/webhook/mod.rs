@@ -9,6 +9,13 @@
 //! (delivery is at least once: receivers dedupe by the `id` in the body or
 //! the `X-Switchboard-Id` header). Failures are visible in `webhook/find`
 //! and in `/metrics`.
+//!
+//! A webhook never reaches a non-public address unless the operator allowed
+//! its network ([`target`]): every connection's addresses are checked after
+//! DNS resolution, redirects are not followed, and what `lastError` says of
+//! a failure does not tell a closed port from an open one.
+
+pub mod target;
 
 use std::{
     collections::HashMap,
@@ -32,6 +39,7 @@ use crate::{
     },
     store::{Store, StoreError, WebhookRow},
 };
+pub use target::{Refused, Targets};
 
 /// How long one delivery may take before it counts as failed.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -73,6 +81,8 @@ pub struct Webhooks {
     store: Store,
     hub: Arc<Hub>,
     client: reqwest::Client,
+    /// Which addresses deliveries may reach.
+    targets: Arc<Targets>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
     stats: Arc<WebhookStats>,
@@ -82,12 +92,21 @@ impl Webhooks {
     pub fn new(
         store: Store,
         hub: Arc<Hub>,
+        targets: Targets,
         shutdown: CancellationToken,
         tracker: TaskTracker,
     ) -> anyhow::Result<Webhooks> {
+        let targets = target::resolver(&targets);
         let client = reqwest::Client::builder()
             .timeout(REQUEST_TIMEOUT)
             .user_agent(concat!("switchboard/", env!("CARGO_PKG_VERSION")))
+            // Every address a connection uses is checked once resolved...
+            .dns_resolver(targets.clone())
+            // ...and a redirect, which could lead anywhere, is a failure.
+            .redirect(reqwest::redirect::Policy::none())
+            // A proxy from the environment would resolve the receiver
+            // itself, past the check.
+            .no_proxy()
             .build()?;
         Ok(Webhooks {
             workers: Mutex::new(HashMap::new()),
@@ -95,6 +114,7 @@ impl Webhooks {
             store,
             hub,
             client,
+            targets,
             shutdown,
             tracker,
             stats: Arc::new(WebhookStats::default()),
@@ -109,6 +129,11 @@ impl Webhooks {
             self.start(row);
         }
         Ok(count)
+    }
+
+    /// Which addresses deliveries may reach, for checking a URL when it is set.
+    pub fn targets(&self) -> &Targets {
+        &self.targets
     }
 
     /// Applies a new or changed webhook (already committed).
@@ -149,6 +174,7 @@ impl Webhooks {
             row,
             feed,
             client: self.client.clone(),
+            targets: self.targets.clone(),
             store: self.store.clone(),
             status,
             stats: self.stats.clone(),
@@ -202,6 +228,7 @@ struct Delivery {
     row: WebhookRow,
     feed: Feed,
     client: reqwest::Client,
+    targets: Arc<Targets>,
     store: Store,
     status: Arc<Mutex<Status>>,
     stats: Arc<WebhookStats>,
@@ -221,6 +248,9 @@ impl Delivery {
                         break;
                     }
                 }
+                // A webhook's feed has no revocation: deleting its instance
+                // stops the worker.
+                Err(FeedError::Revoked) => break,
                 Err(FeedError::CursorExpired { cursor, horizon }) => {
                     // Retention deleted events the receiver never got. The
                     // loss is recorded and delivery goes on from what is kept.
@@ -299,6 +329,12 @@ impl Delivery {
     }
 
     async fn post(&self, frame: &Frame) -> Result<(), String> {
+        // A URL naming an address is never resolved, so it is checked here
+        // (names are checked by the resolver, on every connection).
+        let url = reqwest::Url::parse(&self.row.url).map_err(|_| GENERIC_FAILURE.to_owned())?;
+        self.targets
+            .check_url(&url)
+            .map_err(|refused| refused.to_string())?;
         let mut request = self
             .client
             .post(&self.row.url)
@@ -315,21 +351,36 @@ impl Delivery {
             .await
             // The error names the failure, never the URL (it may carry a
             // secret) or the configured headers.
-            .map_err(describe)?;
-        if response.status().is_success() {
+            .map_err(|err| describe(&err))?;
+        let status = response.status();
+        if status.is_success() {
             Ok(())
+        } else if status.is_redirection() {
+            Err(format!(
+                "the receiver answered {status}; webhooks do not follow redirects, so set the final URL"
+            ))
         } else {
-            Err(format!("the receiver answered {}", response.status()))
+            Err(format!("the receiver answered {status}"))
         }
     }
 }
 
-fn describe(err: reqwest::Error) -> String {
-    if err.is_timeout() {
-        format!("no answer within {REQUEST_TIMEOUT:?}")
-    } else if err.is_connect() {
-        "could not connect to the receiver".to_owned()
-    } else {
-        format!("request failed: {}", err.without_url())
+/// What a delivery that got no HTTP answer says, whatever the cause: a
+/// refused connection, a timeout, a reset, TLS or protocol trouble. One
+/// text for all, so `lastError` cannot be used to scan ports (a closed port
+/// refuses at once, an open one that speaks something else fails later).
+const GENERIC_FAILURE: &str =
+    "no HTTP answer from the receiver (unreachable, refused, timed out or not HTTP)";
+
+fn describe(err: &reqwest::Error) -> String {
+    // The resolver's refusal is the one cause worth naming: it says which
+    // rule applies, not whether anything listens.
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(cause) = source {
+        if let Some(refused) = cause.downcast_ref::<Refused>() {
+            return refused.to_string();
+        }
+        source = cause.source();
     }
+    GENERIC_FAILURE.to_owned()
 }

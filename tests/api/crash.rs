@@ -21,6 +21,9 @@ use crate::on_both_backends;
 /// Generous for a loaded 2-core machine: a server start, an outage and the
 /// clients' catch-up; every wait ends as soon as its condition holds.
 const LONG: Duration = Duration::from_secs(60);
+/// The admin key of the server binary these tests start (32 characters or
+/// more, as a configured key must be).
+const CRASH_ADMIN_KEY: &str = "crash-admin-key-0123456789abcdef-0123";
 
 /// A client that reads everything and, whenever its connection drops,
 /// reconnects with `since=<last id>`, until it has seen the id it is told
@@ -198,7 +201,7 @@ fn start_binary(db: &TestDb, port: u16) -> Process {
         .env("SWITCHBOARD__HTTP__PORT", port.to_string())
         .env("SWITCHBOARD__HTTP__WORKERS", "1")
         .env("SWITCHBOARD__DATA_DIR", db.dir.path())
-        .env("SWITCHBOARD__AUTH__API_KEY", "crash-admin-key")
+        .env("SWITCHBOARD__AUTH__API_KEY", CRASH_ADMIN_KEY)
         .env("SWITCHBOARD__MODEM__RESTART_BACKOFF_INITIAL_MS", "50")
         .env("RUST_LOG", "warn")
         .env_remove("DATABASE_URL")
@@ -261,7 +264,7 @@ on_both_backends! {
         let port = free_port();
         let mut server = start_binary(&db, port);
         wait_healthy(port).await;
-        let url = format!("ws://127.0.0.1:{port}/ws?apikey=crash-admin-key");
+        let url = format!("ws://127.0.0.1:{port}/ws?apikey={CRASH_ADMIN_KEY}");
         let clients: Vec<_> = (0..3).map(|_| ResumingClient::start(url.clone())).collect();
         // The kill comes while every client is in the middle of the stream.
         wait_reading(&clients, 300).await;
@@ -273,7 +276,7 @@ on_both_backends! {
         wait_healthy(port).await;
         // Every client resumes on the new server and reads well past what
         // was committed when it came back.
-        let head = *read_all(port, "crash-admin-key").await.last().expect("events");
+        let head = *read_all(port, CRASH_ADMIN_KEY).await.last().expect("events");
         wait_for("every client to resume and read the new server's events", LONG, async || {
             let now = progress(&clients);
             if now.iter().all(|(connections, _, reached)| *connections >= 2 && *reached >= head + 400) {
@@ -285,12 +288,12 @@ on_both_backends! {
         .await;
         let stopped = http_client()
             .delete(format!("http://127.0.0.1:{port}/instance/logout/busy"))
-            .header("apikey", "crash-admin-key")
+            .header("apikey", CRASH_ADMIN_KEY)
             .send()
             .await
             .expect("send");
         assert_eq!(stopped.status(), 200);
-        let log = read_all(port, "crash-admin-key").await;
+        let log = read_all(port, CRASH_ADMIN_KEY).await;
         let last = *log.last().expect("events");
         // The clients read on to the end of the log and stop there.
         for seen in finish_at(clients, last).await {

@@ -189,15 +189,24 @@ pub struct TestApp {
     join: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
+/// The admin key of the tests (a configured key needs 32 characters).
+pub const TEST_ADMIN_KEY: &str = "test-admin-key-0123456789abcdef-0123";
+
 /// Settings every test starts from: loopback, port 0, one worker, fast
-/// modem restarts, a known admin key.
+/// modem restarts, a known admin key, webhooks allowed onto loopback.
 pub fn test_settings(db: &TestDb) -> Settings {
     let mut settings = Settings::defaults().expect("defaults");
     settings.data_dir = PathBuf::from(db.dir.path());
     settings.http.address = "127.0.0.1".into();
     settings.http.port = 0;
     settings.http.workers = 1;
-    settings.auth.api_key = Some(SecretString::from("test-admin-key".to_owned()));
+    settings.auth.api_key = Some(SecretString::from(TEST_ADMIN_KEY.to_owned()));
+    // The webhook receivers of the tests listen on loopback, which
+    // webhooks may only reach when the operator says so.
+    settings.webhooks.allowed_networks = vec![
+        "127.0.0.0/8".parse().expect("a network"),
+        "::1/128".parse().expect("a network"),
+    ];
     settings.database.url = db.url.clone().map(SecretString::from);
     settings.database.max_connections = 4;
     settings.modem.restart_backoff_initial_ms = 50;

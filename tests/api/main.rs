@@ -8,6 +8,7 @@ mod proxy;
 mod resume;
 mod retention;
 mod streams;
+mod tenancy;
 mod tls;
 mod webhooks;
 

@@ -356,6 +356,151 @@ async fn an_sms_that_arrives_while_postgres_is_down_stays_in_the_modem_and_is_de
     sim.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_direct_report_that_arrives_while_postgres_is_down_survives_a_restart_before_it_is_back()
+{
+    let db = TestDb::behind_proxy().await;
+    // A modem that routes reports straight to the host (+CDS) and wants
+    // each acknowledged: once it is, the network forgets the report.
+    let sim = tcp_modem(SimSettings {
+        profile: Profile::DirectReports,
+        ack_required: true,
+        report_delay: Duration::from_millis(2000),
+        ..SimSettings::default()
+    })
+    .await;
+    let app = TestApp::spawn(&db).await;
+    app.create_instance("bank", tcp_driver(&sim)).await;
+    wait_connected(&app, "bank").await;
+    let id = app.send_text("bank", "+15557654321", "report me").await;
+    wait_log(
+        &app,
+        "&instance=bank&events=delivery",
+        "the part to be sent",
+        |log| {
+            log.iter()
+                .any(|e| e["data"]["id"] == id.as_str() && e["data"]["status"] == "sent")
+        },
+    )
+    .await;
+
+    // The database goes away before the report comes.
+    db.proxy().cut();
+    assert!(
+        !sim.commands().iter().any(|c| c == "AT+CNMA"),
+        "the report came before the outage; the test needs it during"
+    );
+    // The driver acknowledges the report only once it is safe: spooled.
+    wait_sim("the report to be acknowledged", || {
+        sim.commands().iter().any(|c| c == "AT+CNMA")
+    })
+    .await;
+    // The server restarts while the database is still down, so nothing
+    // held in memory survives...
+    app.stop().await;
+    db.proxy().restore();
+    // ...and the report is still committed once it is back.
+    let app = TestApp::spawn(&db).await;
+    wait_log(
+        &app,
+        "&instance=bank&events=delivery",
+        "the delivery",
+        |log| {
+            log.iter()
+                .any(|e| e["data"]["id"] == id.as_str() && e["data"]["status"] == "delivered")
+        },
+    )
+    .await;
+    app.stop().await;
+    sim.stop().await;
+}
+
+/// Splits `text` into SMS-DELIVER parts with python-gsmmodem's encoder
+/// (`tests/support/split_deliver.py`), which cuts by UTF-16 code units and
+/// counts a literal ESC as a septet: a sender that splits characters.
+fn split_by_library(sender: &str, text: &str, reference: u8) -> Vec<String> {
+    use std::io::Write;
+
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/support/split_deliver.py"
+    );
+    let mut child = std::process::Command::new("python3")
+        .arg(script)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 runs (scripts/test.sh installs it with python-gsmmodem-new)");
+    let request = json!({ "sender": sender, "text": text, "reference": reference });
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(request.to_string().as_bytes())
+        .expect("write the request");
+    let output = child.wait_with_output().expect("the script ends");
+    assert!(
+        output.status.success(),
+        "split_deliver.py failed (is python-gsmmodem-new installed? scripts/test.sh installs it): {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("a JSON list of PDUs")
+}
+
+on_both_backends! {
+    async fn a_long_message_whose_sender_split_a_character_between_its_parts_arrives_whole(backend: Backend) {
+        let db = TestDb::new(backend).await;
+        let sim = tcp_modem(SimSettings::default()).await;
+        let app = TestApp::spawn(&db).await;
+        app.create_instance("bank", tcp_driver(&sim)).await;
+        wait_connected(&app, "bank").await;
+
+        // UCS-2: 67 code units fill a part, and the 67th is the first half
+        // of the emoji. GSM-7: 153 septets fill a part, and the 153rd is
+        // the escape of the euro sign (which TS 23.040 forbids, and which
+        // senders do all the same).
+        let emoji = format!("{}😀{}", "a".repeat(66), "b".repeat(10));
+        let euro = format!("{}€ five euros", "x".repeat(152));
+        let emoji_parts = split_by_library("+15551234567", &emoji, 9);
+        let euro_parts = split_by_library("+15557654321", &euro.replace('€', "\u{1b}e"), 10);
+        assert_eq!((emoji_parts.len(), euro_parts.len()), (2, 2));
+        // The library did cut the characters: each part alone decodes badly.
+        for (parts, whole) in [(&emoji_parts, &emoji), (&euro_parts, &euro)] {
+            let alone: String = parts
+                .iter()
+                .map(|hex| match switchboard::modem::pdu::decode(hex).expect("a PDU") {
+                    switchboard::modem::pdu::Pdu::Deliver(deliver) => deliver.text,
+                    other => panic!("not a DELIVER: {other:?}"),
+                })
+                .collect();
+            assert_ne!(&alone, whole);
+        }
+
+        // The first parts arrive and are committed...
+        sim.act(Action::Pdus { pdus: vec![emoji_parts[0].clone(), euro_parts[0].clone()], direct: false })
+            .await
+            .expect("first parts");
+        wait_sim("the first parts to be committed and deleted", || sim.storage().is_empty()).await;
+        // ...the server restarts between the parts (they wait in the
+        // database), and the last parts complete both messages.
+        app.stop().await;
+        let app = TestApp::spawn(&db).await;
+        sim.act(Action::Pdus { pdus: vec![emoji_parts[1].clone(), euro_parts[1].clone()], direct: false })
+            .await
+            .expect("last parts");
+        let log = wait_log(&app, "&instance=bank&events=incoming", "both messages", |log| log.len() >= 2).await;
+        let mut contents: Vec<&str> = log.iter().map(|e| e["data"]["content"].as_str().unwrap_or("")).collect();
+        contents.sort();
+        let mut expected = [emoji.as_str(), euro.as_str()];
+        expected.sort();
+        assert_eq!(contents, expected);
+        assert!(log.iter().all(|e| e["data"]["parts"] == 2), "{log:?}");
+        app.stop().await;
+        sim.stop().await;
+    }
+}
+
 /// The connection events of an instance, oldest first.
 async fn connection_log(app: &TestApp, name: &str) -> Vec<Value> {
     app.read_log(&format!("&instance={name}&events=connection"))

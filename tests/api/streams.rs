@@ -258,18 +258,21 @@ on_both_backends! {
         big.send_json(json!({ "type": "ping", "pad": "x".repeat(2000) })).await;
         assert_eq!(big.closed(WAIT).await.0, 1009);
 
-        // Failed authentications: after three, even the right key is refused.
+        // Failed authentications: after three, further wrong keys are
+        // refused as RATE_LIMITED; the right key still works.
         for _ in 0..3 {
             let wrong = app.with_key(Method::GET, "/instance/fetchInstances", "wrong").send().await.expect("send");
             assert_eq!(wrong.status(), 401);
         }
-        let limited = app.admin(Method::GET, "/instance/fetchInstances").send().await.expect("send");
+        let limited = app.with_key(Method::GET, "/instance/fetchInstances", "wrong").send().await.expect("send");
         assert_eq!(limited.status(), 429);
         let body: Value = limited.json().await.expect("json");
         assert_eq!(body["error"]["code"], "RATE_LIMITED");
-        let mut ws = app.ws(&admin).await;
+        let mut ws = app.ws("/ws?apikey=wrong").await;
         assert_eq!(ws.json(WAIT).await["data"]["code"], "RATE_LIMITED");
         assert_eq!(ws.closed(WAIT).await.0, 4029);
+        let right = app.admin(Method::GET, "/instance/fetchInstances").send().await.expect("send");
+        assert_eq!(right.status(), 200);
         app.stop().await;
     }
 }

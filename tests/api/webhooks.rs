@@ -211,3 +211,241 @@ async fn webhook_settings_are_checked() {
     assert_eq!(ghost.status(), 404);
     app.stop().await;
 }
+
+/// Sets alpha's webhook to `url` (all events) and returns the answer.
+async fn set_hook(app: &TestApp, url: &str) -> reqwest::Response {
+    app.admin(Method::POST, "/webhook/set/alpha")
+        .json(&json!({ "webhook": {
+            "url": url,
+            "headers": { "Authorization": "Bearer hook-secret" },
+        }}))
+        .send()
+        .await
+        .expect("send")
+}
+
+/// The webhook's status once it has failed at least once.
+async fn failed_status(app: &TestApp) -> Value {
+    wait_for("a failed delivery to show", LONG, async || {
+        let found: Value = app.get_json("/webhook/find/alpha").await;
+        let status = found["webhook"]["status"].clone();
+        if status["consecutiveFailures"].as_u64().unwrap_or(0) >= 1 {
+            Ok(status)
+        } else {
+            Err(status)
+        }
+    })
+    .await
+}
+
+on_both_backends! {
+    async fn a_webhook_gets_every_event_while_the_instance_streams_nothing_to_sockets(backend: Backend) {
+        // The usual Evolution setup: webhook on, WebSocket off.
+        let db = TestDb::new(backend).await;
+        let receiver = Receiver::start().await;
+        let app = TestApp::spawn(&db).await;
+        app.create_instance("alpha", quick_simulator()).await;
+        let set = set_hook(&app, &format!("http://127.0.0.1:{}/hook", receiver.port)).await;
+        assert_eq!(set.status(), 200);
+        let start = set.json::<Value>().await.expect("json")["webhook"]["status"]["cursor"]
+            .as_i64()
+            .expect("the webhook's starting cursor");
+        let off = app
+            .admin(Method::POST, "/websocket/set/alpha")
+            .json(&json!({ "websocket": { "enabled": false } }))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(off.status(), 200);
+
+        let mut texts = Vec::new();
+        for n in 0..3 {
+            let text = format!("socket off {n}");
+            texts.push((app.send_text("alpha", "+15550000001", &text).await, text));
+        }
+        let told: Vec<(&str, &str)> = texts.iter().map(|(id, t)| (id.as_str(), t.as_str())).collect();
+        wait_delivered_and_echoed(&app, &told).await;
+        // Every event of alpha committed after the webhook was set, each
+        // once, in log order: the outgoing texts, their deliveries, the echoes.
+        let expected: Vec<i64> = app
+            .read_log("&instance=alpha")
+            .await
+            .iter()
+            .map(|e| e["id"].as_i64().expect("id"))
+            .filter(|id| *id > start)
+            .collect();
+        assert!(expected.len() >= 3 * 5, "{expected:?}");
+        wait_for("every event at the receiver", LONG, async || {
+            receiver.ids().len() >= expected.len()
+        })
+        .await;
+        assert_eq!(receiver.ids(), expected);
+
+        // And after a restart the cursor goes on from there, skipping nothing.
+        app.stop().await;
+        let app = TestApp::spawn(&db).await;
+        let last = app.send_text("alpha", "+15550000001", "after restart").await;
+        wait_delivered_and_echoed(&app, &[(&last, "after restart")]).await;
+        let expected: Vec<i64> = app
+            .read_log("&instance=alpha")
+            .await
+            .iter()
+            .map(|e| e["id"].as_i64().expect("id"))
+            .filter(|id| *id > start)
+            .collect();
+        wait_for("the events after the restart at the receiver", LONG, async || {
+            let mut got = receiver.ids();
+            got.dedup();
+            got.len() >= expected.len()
+        })
+        .await;
+        // Delivery is at least once: the event in flight when the server
+        // stopped may come again, right after itself; nothing is skipped.
+        let received = receiver.ids();
+        let mut got = received.clone();
+        got.dedup();
+        assert_eq!(got, expected);
+        assert!(received.len() <= expected.len() + 1, "{received:?}");
+        app.stop().await;
+        receiver.handle.stop(false).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_allowlist_a_webhook_cannot_reach_loopback_by_address_or_by_name() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let receiver = Receiver::start().await;
+    let mut settings = test_settings(&db);
+    settings.webhooks.allowed_networks = Vec::new();
+    let app = TestApp::spawn_with(settings).await;
+    app.create_instance("alpha", quick_simulator()).await;
+
+    // Addresses are refused when the webhook is set: the server's own port,
+    // a receiver on loopback, IPv6 loopback, loopback written as a number.
+    for url in [
+        app.url("/instance/fetchInstances"),
+        format!("http://127.0.0.1:{}/hook", receiver.port),
+        format!("http://[::1]:{}/hook", receiver.port),
+        format!("http://[::ffff:127.0.0.1]:{}/hook", receiver.port),
+        format!("http://2130706433:{}/hook", receiver.port),
+    ] {
+        let response = set_hook(&app, &url).await;
+        assert_eq!(response.status(), 400, "{url}");
+        let body: Value = response.json().await.expect("json");
+        let message = body["error"]["message"].as_str().unwrap_or("");
+        assert!(
+            message.contains("webhooks.allowed_networks"),
+            "{url}: {message}"
+        );
+    }
+
+    // A name is checked once resolved, on every delivery: `localhost` is
+    // accepted as a URL but nothing reaches the receiver.
+    let set = set_hook(&app, &format!("http://localhost:{}/hook", receiver.port)).await;
+    assert_eq!(set.status(), 200);
+    app.send_text("alpha", "+15550000001", "for nobody").await;
+    let status = failed_status(&app).await;
+    let error = status["lastError"].as_str().unwrap_or("");
+    assert!(error.contains("not public"), "{status}");
+    // The receiver got nothing, and nothing is on its way: the worker is
+    // still retrying the very first event.
+    assert!(receiver.ids().is_empty());
+    assert_eq!(status["delivered"], 0, "{status}");
+    app.stop().await;
+    receiver.handle.stop(false).await;
+}
+
+/// A server on loopback that answers every request with a redirect to
+/// `location`, counting the requests.
+async fn redirecting(location: String) -> (u16, Arc<Mutex<usize>>, actix_web::dev::ServerHandle) {
+    let hits = Arc::new(Mutex::new(0usize));
+    let counted = hits.clone();
+    let server = HttpServer::new(move || {
+        let (hits, location) = (counted.clone(), location.clone());
+        App::new().default_service(web::to(move || {
+            let (hits, location) = (hits.clone(), location.clone());
+            async move {
+                *hits.lock() += 1;
+                HttpResponse::TemporaryRedirect()
+                    .insert_header(("Location", location))
+                    .finish()
+            }
+        }))
+    })
+    .workers(1)
+    .disable_signals()
+    .bind(("127.0.0.1", 0))
+    .expect("bind");
+    let port = server.addrs()[0].port();
+    let server = server.run();
+    let handle = server.handle();
+    tokio::spawn(server);
+    (port, hits, handle)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_does_not_follow_redirects() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let target = Receiver::start().await;
+    let (port, hits, handle) = redirecting(format!("http://127.0.0.1:{}/hook", target.port)).await;
+    let app = TestApp::spawn(&db).await;
+    app.create_instance("alpha", quick_simulator()).await;
+    let set = set_hook(&app, &format!("http://127.0.0.1:{port}/start")).await;
+    assert_eq!(set.status(), 200);
+    app.send_text("alpha", "+15550000001", "redirected").await;
+    let status = failed_status(&app).await;
+    let error = status["lastError"].as_str().unwrap_or("");
+    assert!(
+        error.contains("307") && error.contains("redirect"),
+        "{status}"
+    );
+    assert!(*hits.lock() >= 1, "the first hop was asked");
+    assert!(target.ids().is_empty(), "the redirect was not followed");
+    app.stop().await;
+    handle.stop(false).await;
+    target.handle.stop(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn last_error_does_not_tell_a_closed_port_from_an_open_one() {
+    // A closed port: bound, then let go.
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.local_addr().expect("addr").port()
+    };
+    // An open port that speaks something else than HTTP, as an SSH or a
+    // database server would, then hangs up.
+    let other = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let open = other.local_addr().expect("addr").port();
+    let speaker = tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        while let Ok((mut socket, _)) = other.accept().await {
+            let _ = socket.write_all(b"SSH-2.0-OpenSSH_9.6\r\n").await;
+        }
+    });
+
+    let mut errors = Vec::new();
+    for port in [closed, open] {
+        let db = TestDb::new(Backend::Sqlite).await;
+        let app = TestApp::spawn(&db).await;
+        app.create_instance("alpha", quick_simulator()).await;
+        assert_eq!(
+            set_hook(&app, &format!("http://127.0.0.1:{port}/hook"))
+                .await
+                .status(),
+            200
+        );
+        app.send_text("alpha", "+15550000001", "probe").await;
+        errors.push(failed_status(&app).await["lastError"].clone());
+        app.stop().await;
+    }
+    speaker.abort();
+    assert_eq!(
+        errors[0], errors[1],
+        "closed: {}, open: {}",
+        errors[0], errors[1]
+    );
+    assert!(errors[0].as_str().is_some_and(|e| !e.is_empty()));
+}

@@ -32,6 +32,7 @@
 //! | 1009 | a client frame was larger than `limits.max_message_size` | yes, without that frame |
 //! | 1011 | server error | yes, with backoff and `since` |
 //! | 1013 | `CONNECTION_LIMIT` | yes, with backoff |
+//! | 4003 | `CREDENTIAL_REVOKED`: the instance the key or token was for was deleted | no: that credential no longer works |
 //! | 4001 | heartbeat timeout: nothing heard for `client_timeout_secs` | yes, with `since` |
 //! | 4010 | `TOKEN_EXPIRED` | after getting a new token, with `since` |
 //! | 4011 | `CURSOR_EXPIRED`: `since` is older than the retained log | after resynchronizing, without `since` |
@@ -59,7 +60,9 @@ use super::{
 use crate::http::error::ApiError;
 use session::Session;
 
-pub use session::{CLOSE_CURSOR_EXPIRED, CLOSE_HEARTBEAT, CLOSE_RATE_LIMITED, CLOSE_TOKEN_EXPIRED};
+pub use session::{
+    CLOSE_CURSOR_EXPIRED, CLOSE_HEARTBEAT, CLOSE_RATE_LIMITED, CLOSE_REVOKED, CLOSE_TOKEN_EXPIRED,
+};
 
 /// How long a handshake answer or a refusal may take to get out.
 const HANDSHAKE_GRACE: Duration = Duration::from_secs(5);
@@ -168,8 +171,11 @@ where
     // committed after a client saw its handshake succeed reaches it.
     let admitted = admit(head, peer, &state, path_instance, None).map(|admission| {
         tracing::debug!(scope = %admission.scope.describe(), start = ?admission.start, "websocket admitted");
-        let feed = state.service.open_feed(admission.filter, admission.start);
-        (admission.scope, admission.slot, feed)
+        let feed = state
+            .service
+            .open_feed(admission.filter, admission.start)
+            .revocable(admission.revocation);
+        (admission.scope, admission.slot, feed, admission.client)
     });
     let response = format!(
         "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\n\
@@ -184,8 +190,8 @@ where
     let codec = Codec::new().max_size(state.settings.limits.max_message_size);
     let sessions = state.sessions.clone();
     match admitted {
-        Ok((scope, slot, feed)) => {
-            let session = Session::new(io, codec, early, scope, feed, state.clone(), peer, slot);
+        Ok((scope, slot, feed, client)) => {
+            let session = Session::new(io, codec, early, scope, feed, state.clone(), client, slot);
             actix_rt::spawn(sessions.track_future(session.run()));
         }
         Err(err) => {

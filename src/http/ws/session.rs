@@ -50,6 +50,8 @@ pub const CLOSE_TOKEN_EXPIRED: u16 = 4010;
 pub const CLOSE_CURSOR_EXPIRED: u16 = 4011;
 /// Close code: rate limited.
 pub const CLOSE_RATE_LIMITED: u16 = 4029;
+/// Close code: the credential was revoked (its instance was deleted).
+pub const CLOSE_REVOKED: u16 = 4003;
 
 /// How long a closing message may take to get out to a client that is not
 /// reading, before the socket is simply dropped.
@@ -149,6 +151,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Session<T> {
             tokio::time::interval(Duration::from_secs(http.ping_interval_secs.max(1)));
         heartbeat.tick().await;
         let shutdown = self.state.shutdown.clone();
+        let revocation = self.feed.revocation().clone();
         let end = match self.start() {
             Err(end) => end,
             Ok(()) => loop {
@@ -161,6 +164,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Session<T> {
                     _ = expired(&mut self.expiry) => {
                         break End::Error(ApiError::TokenExpired);
                     }
+                    // Also while the client reads nothing (no room to pull).
+                    _ = revocation.revoked() => break End::Error(ApiError::Revoked),
                     io = turn(&mut self.io, &mut self.read_buf, &mut self.write_buf, &mut self.flush_needed) => {
                         match io {
                             Io::Read => {
@@ -185,7 +190,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Session<T> {
                                 self.push_event(&frame);
                             }
                         }
-                        Err(err) => break End::Error(ApiError::CursorExpired(err.to_string())),
+                        Err(err) => break End::Error(err.into()),
                     },
                     _ = heartbeat.tick() => {
                         if self.last_heard.elapsed() >= client_timeout {
@@ -576,6 +581,7 @@ fn close_code(err: &ApiError) -> CloseCode {
         ApiError::TokenExpired => CloseCode::Other(CLOSE_TOKEN_EXPIRED),
         ApiError::CursorExpired(_) => CloseCode::Other(CLOSE_CURSOR_EXPIRED),
         ApiError::RateLimited(_) => CloseCode::Other(CLOSE_RATE_LIMITED),
+        ApiError::Revoked => CloseCode::Other(CLOSE_REVOKED),
         ApiError::ConnectionLimit(_) | ApiError::Unavailable(_) => CloseCode::Again,
         ApiError::Internal(_) => CloseCode::Error,
         _ => CloseCode::Policy,

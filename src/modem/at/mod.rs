@@ -15,7 +15,11 @@ pub mod frame;
 pub mod parse;
 pub mod urc;
 
-use std::{collections::VecDeque, time::Duration};
+use std::{
+    collections::VecDeque,
+    sync::atomic::{AtomicU64, Ordering},
+    time::Duration,
+};
 
 use tokio::{
     io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
@@ -37,8 +41,18 @@ const ESC: u8 = 0x1B;
 /// long, so a late answer to the old command cannot pass for the next one's.
 const QUIET: Duration = Duration::from_millis(150);
 /// URCs kept while nobody asks for them; a modem that floods more than this
-/// loses the oldest (they are all re-derivable: storage is re-listed).
+/// loses the oldest (storage is re-listed, so stored messages and reports
+/// are found again; a direct `+CMT`/`+CDS` among them is lost), which is
+/// counted in [`urcs_dropped`] and logged.
 const MAX_QUEUED_URCS: usize = 256;
+
+/// URCs dropped by every connection of this process, for `/metrics`.
+static URCS_DROPPED: AtomicU64 = AtomicU64::new(0);
+
+/// How many URCs the queues of every modem connection dropped so far.
+pub fn urcs_dropped() -> u64 {
+    URCS_DROPPED.load(Ordering::Relaxed)
+}
 
 /// Why a command did not succeed.
 #[derive(Debug, thiserror::Error)]
@@ -75,6 +89,8 @@ pub struct AtConnection {
     /// Set after `+CMT`/`+CDS`: the next line is that URC's PDU.
     two_line: Option<TwoLine>,
     read_buf: Vec<u8>,
+    /// URCs this connection dropped because its queue was full.
+    dropped: u64,
 }
 
 /// What the engine was waiting for when a frame arrived.
@@ -91,6 +107,7 @@ impl AtConnection {
             urcs: VecDeque::new(),
             two_line: None,
             read_buf: vec![0; 4096],
+            dropped: 0,
         }
     }
 
@@ -309,9 +326,27 @@ impl AtConnection {
 
     fn queue(&mut self, urc: Urc) {
         if self.urcs.len() >= MAX_QUEUED_URCS {
-            self.urcs.pop_front();
+            if let Some(lost) = self.urcs.pop_front() {
+                self.dropped += 1;
+                URCS_DROPPED.fetch_add(1, Ordering::Relaxed);
+                // Logged at the first drop and then at each power of two, so
+                // a flood is visible without flooding the log.
+                if self.dropped.is_power_of_two() {
+                    tracing::warn!(
+                        dropped = self.dropped,
+                        oldest = ?lost,
+                        "the modem sends unsolicited results faster than they are handled; \
+                         dropping the oldest (stored messages are found again by listing storage)"
+                    );
+                }
+            }
         }
         self.urcs.push_back(urc);
+    }
+
+    /// URCs this connection dropped because its queue was full.
+    pub fn dropped_urcs(&self) -> u64 {
+        self.dropped
     }
 
     async fn read_more(&mut self) -> Result<(), AtError> {
@@ -443,6 +478,40 @@ mod tests {
             })
         );
         answer.await.expect("modem");
+    }
+
+    #[tokio::test]
+    async fn a_urc_flood_drops_the_oldest_and_counts_every_drop() {
+        let (mut at, mut modem) = pair();
+        let flood = 300;
+        let before = urcs_dropped();
+        let answer = tokio::spawn(async move {
+            assert_eq!(read_command(&mut modem).await, "AT+CSQ");
+            let mut lines = String::new();
+            for index in 0..flood {
+                lines.push_str(&format!("\r\n+CMTI: \"SM\",{index}\r\n"));
+            }
+            lines.push_str("\r\n+CSQ: 20,99\r\n\r\nOK\r\n");
+            modem
+                .get_mut()
+                .write_all(lines.as_bytes())
+                .await
+                .expect("write");
+            modem
+        });
+        at.command("AT+CSQ", "+CSQ:", T).await.expect("answered");
+        let _modem = answer.await.expect("modem");
+        let kept = flood - MAX_QUEUED_URCS as u32;
+        assert_eq!(at.dropped_urcs(), u64::from(kept));
+        assert!(urcs_dropped() >= before + u64::from(kept));
+        // What is left is the newest, oldest first.
+        assert_eq!(
+            at.take_urc(),
+            Some(Urc::NewMessage {
+                storage: "SM".into(),
+                index: kept
+            })
+        );
     }
 
     #[tokio::test]

@@ -197,6 +197,7 @@ impl Gsm<'_> {
             total: key.2,
             sequence,
             content: deliver.text.clone(),
+            raw: deliver.raw.as_ref().map(pdu::PartText::to_stored),
             sent_at,
             received_at: now,
         };

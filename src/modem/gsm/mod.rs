@@ -23,6 +23,7 @@
 //! - `inbound.rs`: reading, committing and deleting received SMS;
 //! - `reassembly.rs`: how the parts of a long inbound message belong together;
 //! - `reports.rs`: SMS status reports and the delivery state they settle;
+//! - `spool.rs`: direct messages and reports kept on disk until committed;
 //! - `outbox.rs`: sending queued messages part by part, with retries;
 //! - `calls.rs`: ringing calls, caller ids and hanging up;
 //! - `gnss.rs`: position fixes.
@@ -33,12 +34,10 @@ mod inbound;
 mod outbox;
 mod reassembly;
 mod reports;
+mod spool;
 mod status;
 
-use std::{
-    collections::{HashMap, VecDeque},
-    time::Duration,
-};
+use std::{collections::HashMap, time::Duration};
 
 use tokio::time::{Instant, MissedTickBehavior};
 
@@ -73,9 +72,6 @@ const CLIP_WAIT: Duration = Duration::from_millis(500);
 /// A call that has not rung for this long has ended (some modems send no
 /// `NO CARRIER` when an unanswered caller gives up).
 const RING_SILENCE: Duration = Duration::from_secs(15);
-/// Direct messages and reports (`+CMT`, `+CDS`) kept for a retry while the
-/// database is down; they are not in modem storage, so memory is all there is.
-const MAX_DEFERRED: usize = 512;
 /// Tries of `AT` when the driver starts, before the modem counts as silent.
 const PROBES: usize = 3;
 /// The `+CNMI` settings tried in order. Messages are always stored first
@@ -134,8 +130,9 @@ struct Gsm<'a> {
     rescan_due: Option<Instant>,
     /// Parts of inbound multipart messages, as committed to the store.
     partials: Partials,
-    /// `+CMT` PDUs and `+CDS` reports that could not be committed yet.
-    deferred: VecDeque<String>,
+    /// `+CMT` PDUs and `+CDS` reports that could not be committed yet,
+    /// kept on disk (they are in no modem storage).
+    spool: spool::Spool,
     call: Option<Call>,
 }
 
@@ -151,6 +148,14 @@ pub async fn run(
     }
     .map_err(DriverError::Modem)?;
     let partials = load_partials(&ctx).await?;
+    let spool = spool::Spool::open(ctx.spool_path()).map_err(|err| {
+        DriverError::Modem(format!(
+            "cannot read the spool of direct messages and reports: {err}"
+        ))
+    })?;
+    if !spool.is_empty() {
+        tracing::info!(instance = %ctx.instance, waiting = spool.len(), "direct messages and reports from before the restart wait for their commit");
+    }
     // The driver below borrows the context; the command mailbox is the one
     // part of it the loop needs mutably, so it is taken out first.
     let (_, closed) = tokio::sync::mpsc::channel(1);
@@ -170,7 +175,7 @@ pub async fn run(
         outbox_due: None,
         rescan_due: None,
         partials,
-        deferred: VecDeque::new(),
+        spool,
         call: None,
     };
     gsm.init().await?;
@@ -387,15 +392,26 @@ impl Gsm<'_> {
                 self.read_stored(&storage, index).await?;
             }
             Urc::Message { pdu } | Urc::Report { pdu } => {
-                let settled = self.settle_pdu(&pdu, false).await;
-                if settled == Settled::Deferred {
-                    if self.deferred.len() >= MAX_DEFERRED {
-                        self.deferred.pop_front();
-                        tracing::error!(instance = %self.ctx.instance, "too many direct messages wait for the database; dropping the oldest");
-                    }
-                    self.deferred.push_back(pdu);
-                } else if self.needs_ack {
-                    // Acknowledged only now that it is committed.
+                // Acknowledged only once it is committed, or else safe in
+                // the spool: after the acknowledgement nobody else has it.
+                // While others wait in the spool the database was down a
+                // moment ago: this one joins them rather than wait for it.
+                let settled = if self.spool.is_empty() {
+                    self.settle_pdu(&pdu, false).await
+                } else {
+                    Settled::Deferred
+                };
+                let kept = match settled {
+                    Settled::Done => true,
+                    Settled::Deferred => match self.spool.push(&pdu) {
+                        Ok(()) => true,
+                        Err(err) => {
+                            tracing::error!(instance = %self.ctx.instance, error = %err, "a direct message or report can be neither committed nor spooled; it is left unacknowledged for the network to send again");
+                            false
+                        }
+                    },
+                };
+                if kept && self.needs_ack {
                     self.cmd("AT+CNMA", "").await?.ok();
                 }
             }
@@ -428,14 +444,19 @@ impl Gsm<'_> {
         if self.rescan_due.is_some_and(|at| at <= now) {
             self.scan_storage().await?;
         }
-        if !self.deferred.is_empty() {
-            while let Some(pdu) = self.deferred.pop_front() {
+        if !self.spool.is_empty() {
+            let mut committed = false;
+            while let Some(pdu) = self.spool.front().map(str::to_owned) {
                 if self.settle_pdu(&pdu, false).await == Settled::Deferred {
-                    self.deferred.push_front(pdu);
                     break;
                 }
-                if self.needs_ack {
-                    self.cmd("AT+CNMA", "").await?.ok();
+                self.spool.pop_front();
+                committed = true;
+            }
+            if committed {
+                if let Err(err) = self.spool.persist() {
+                    // Those committed are recognized if they come round again.
+                    tracing::warn!(instance = %self.ctx.instance, error = %err, "could not rewrite the spool");
                 }
             }
         }

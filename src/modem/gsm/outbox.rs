@@ -21,6 +21,11 @@ use crate::{
 
 /// Messages taken from the outbox per query.
 const OUTBOX_PAGE: i64 = 50;
+/// Messages sent per turn of the driver's loop: between two turns it reads
+/// what the modem reported (incoming messages, reports, a ringing call) and
+/// answers commands, so a send to a large group does not hold them for the
+/// minutes its page would take on a real modem.
+const SENDS_PER_TURN: usize = 4;
 
 /// Sends that failed and wait for their next try.
 pub(super) struct Retry {
@@ -56,11 +61,16 @@ impl Gsm<'_> {
                     continue;
                 }
             }
+            if taken >= SENDS_PER_TURN {
+                // The rest on the next turn, after what else waits (unless
+                // nothing moved: then the retries' own times decide).
+                if sent_any {
+                    self.due_outbox(Instant::now());
+                }
+                return Ok(());
+            }
             taken += 1;
             sent_any |= self.send(&message).await?;
-        }
-        if sent_any && taken >= OUTBOX_PAGE {
-            self.due_outbox(Instant::now());
         }
         Ok(())
     }

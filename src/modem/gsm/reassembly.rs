@@ -5,12 +5,16 @@
 //!
 //! The driver (`inbound.rs`) commits a part to the store before it counts
 //! here; what these functions look at mirrors the store's inbound parts.
+//!
+//! The text of the whole is decoded from the parts' septets or code units
+//! joined (see [`PartText`]), not from their decoded texts joined, so a
+//! character a sender split between two parts arrives whole.
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 
-use crate::store::InboundPartRow;
+use crate::{modem::pdu::PartText, store::InboundPartRow};
 
 /// Key of an inbound multipart message: sender, reference, total.
 pub(super) type PartsKey = (String, u32, u32);
@@ -42,9 +46,40 @@ pub(super) fn completes(have: &[InboundPartRow], total: u32) -> bool {
 
 /// Puts `parts` in sequence order and joins their text. Also gives the
 /// earliest send time among them (`None` when there are no parts).
+///
+/// Consecutive parts are joined as units and decoded once; across a gap
+/// (a part that never came) or a part kept only as text (stored before
+/// units were, or 8-bit data), the decoded texts are put side by side.
 pub(super) fn join(parts: &mut [InboundPartRow]) -> (String, Option<i64>) {
     parts.sort_by_key(|p| p.sequence);
-    let content: String = parts.iter().map(|p| p.content.as_str()).collect();
+    let mut content = String::new();
+    // Units of consecutive parts not decoded yet, and the last sequence.
+    let mut run: Vec<PartText> = Vec::new();
+    let mut last: Option<u32> = None;
+    let flush = |run: &mut Vec<PartText>, content: &mut String| {
+        if let Some(joined) = PartText::join(run.iter()) {
+            content.push_str(&joined.decode());
+        } else {
+            // Mixed alphabets: each part's own decoding.
+            run.iter().for_each(|part| content.push_str(&part.decode()));
+        }
+        run.clear();
+    };
+    for part in parts.iter() {
+        let consecutive = last.is_some_and(|last| part.sequence == last + 1);
+        if !consecutive {
+            flush(&mut run, &mut content);
+        }
+        match part.raw.as_deref().and_then(PartText::from_stored) {
+            Some(units) => run.push(units),
+            None => {
+                flush(&mut run, &mut content);
+                content.push_str(&part.content);
+            }
+        }
+        last = Some(part.sequence);
+    }
+    flush(&mut run, &mut content);
     let first_sent = parts.iter().map(|p| p.sent_at).min();
     (content, first_sent)
 }
@@ -89,9 +124,53 @@ mod tests {
             total,
             sequence,
             content: content.to_owned(),
+            raw: None,
             sent_at,
             received_at,
         }
+    }
+
+    /// A part as the driver stores it: its text and its units.
+    fn units(sequence: u32, total: u32, raw: PartText) -> InboundPartRow {
+        InboundPartRow {
+            raw: Some(raw.to_stored()),
+            ..part("+1555", 9, total, sequence, &raw.decode(), 10, Utc::now())
+        }
+    }
+
+    #[test]
+    fn a_character_split_between_two_parts_is_joined_before_it_is_decoded() {
+        let utf16: Vec<u16> = "Hi 😀 there".encode_utf16().collect();
+        let (a, b) = utf16.split_at(4); // "Hi " and the high surrogate
+        let mut parts = vec![
+            units(2, 2, PartText::Utf16(b.to_vec())),
+            units(1, 2, PartText::Utf16(a.to_vec())),
+        ];
+        assert_eq!(join(&mut parts).0, "Hi 😀 there");
+
+        let septets = crate::modem::pdu::PartText::Septets(vec![0x35, 0x1B]);
+        let rest = PartText::Septets(vec![0x65, 0x20, 0x61]);
+        let mut parts = vec![units(1, 2, septets), units(2, 2, rest)];
+        assert_eq!(join(&mut parts).0, "5€ a");
+    }
+
+    #[test]
+    fn across_a_missing_part_or_a_part_without_units_texts_are_put_side_by_side() {
+        let emoji: Vec<u16> = "😀".encode_utf16().collect();
+        // Part 2 never came: the high surrogate of part 1 must not pair with
+        // the low surrogate that opens part 3.
+        let mut parts = vec![
+            units(1, 3, PartText::Utf16(vec![0x41, emoji[0]])),
+            units(3, 3, PartText::Utf16(vec![emoji[1], 0x42])),
+        ];
+        assert_eq!(join(&mut parts).0, "A\u{FFFD}\u{FFFD}B");
+        // A part kept as text only (stored before units were) keeps its text.
+        let mut parts = vec![
+            units(1, 3, PartText::Septets(vec![0x41])),
+            part("+1555", 9, 3, 2, "old", 10, Utc::now()),
+            units(3, 3, PartText::Septets(vec![0x42])),
+        ];
+        assert_eq!(join(&mut parts).0, "AoldB");
     }
 
     #[test]

@@ -9,6 +9,7 @@ use super::address;
 use super::dcs::Alphabet;
 use super::error::PduError;
 use super::hex;
+use super::part_text::PartText;
 use super::reader::Reader;
 use super::timestamp::{self, SmsTimestamp};
 use super::udh::Concat;
@@ -36,6 +37,9 @@ pub struct Deliver {
     pub text: String,
     /// Concatenation info when this is one part of a longer message.
     pub concat: Option<Concat>,
+    /// The text before decoding: the parts of a long message are joined
+    /// as this, then decoded (see [`PartText`]).
+    pub raw: Option<PartText>,
     /// TP-SRI: the sender asked for a status report.
     pub status_report_indication: bool,
     /// TP-PID as received. 0x00 for ordinary messages; 0x40 is a "Type 0"
@@ -120,6 +124,7 @@ pub(super) fn decode_body(
         alphabet,
         text: ud.text,
         concat: ud.concat,
+        raw: ud.raw,
         status_report_indication: first & FLAG_SRI != 0,
         protocol_identifier,
     })

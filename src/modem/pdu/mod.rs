@@ -21,6 +21,7 @@ mod deliver;
 mod error;
 mod gsm7;
 mod hex;
+mod part_text;
 mod reader;
 mod status;
 mod submit;
@@ -36,6 +37,7 @@ mod tests;
 pub use dcs::Alphabet;
 pub use deliver::{encode_deliver, Deliver, DeliverSpec};
 pub use error::PduError;
+pub use part_text::PartText;
 pub use status::{encode_status_report, DeliveryOutcome, StatusReport};
 pub use submit::{
     decode_submit, encode_submit, relative_validity, relative_validity_minutes, Submit,

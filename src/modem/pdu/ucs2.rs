@@ -15,17 +15,31 @@ pub fn units_to_octets(units: &[u16], out: &mut Vec<u8>) {
 /// Decodes big-endian UTF-16 octets. Unpaired surrogates and a trailing odd
 /// octet each decode to U+FFFD, so no input is rejected.
 pub fn octets_to_string(octets: &[u8]) -> String {
-    let chunks = octets.chunks_exact(2);
-    let dangling = !chunks.remainder().is_empty();
-    // chunks_exact(2) only yields two-octet slices.
-    let units = chunks.map(|pair| u16::from_be_bytes([pair[0], pair[1]]));
-    let mut text: String = char::decode_utf16(units)
-        .map(|r| r.unwrap_or(char::REPLACEMENT_CHARACTER))
-        .collect();
+    let (units, dangling) = octets_to_units(octets);
+    let mut text = units_to_string(&units);
     if dangling {
         text.push(char::REPLACEMENT_CHARACTER);
     }
     text
+}
+
+/// Big-endian octets as UTF-16 code units, and whether an odd octet was
+/// left over.
+pub fn octets_to_units(octets: &[u8]) -> (Vec<u16>, bool) {
+    let chunks = octets.chunks_exact(2);
+    let dangling = !chunks.remainder().is_empty();
+    // chunks_exact(2) only yields two-octet slices.
+    let units = chunks
+        .map(|pair| u16::from_be_bytes([pair[0], pair[1]]))
+        .collect();
+    (units, dangling)
+}
+
+/// Decodes code units; an unpaired surrogate becomes U+FFFD.
+pub fn units_to_string(units: &[u16]) -> String {
+    char::decode_utf16(units.iter().copied())
+        .map(|r| r.unwrap_or(char::REPLACEMENT_CHARACTER))
+        .collect()
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ use super::dcs::Alphabet;
 use super::error::PduError;
 use super::gsm7;
 use super::hex;
+use super::part_text::PartText;
 use super::reader::Reader;
 use super::ucs2;
 use super::udh::{self, Concat};
@@ -216,6 +217,9 @@ pub struct DecodedUserData {
     pub text: String,
     /// Concatenation info from the header, if any.
     pub concat: Option<Concat>,
+    /// The text undecoded, for joining the parts of a long message before
+    /// decoding (`None` for 8-bit data, and for UCS-2 with an odd octet).
+    pub raw: Option<PartText>,
 }
 
 /// Reads TP-UDL and TP-UD, which must be the last fields of the TPDU: the
@@ -258,7 +262,7 @@ pub fn decode_user_data(
     } else {
         (0, None)
     };
-    let text = match alphabet {
+    let (text, raw) = match alphabet {
         Alphabet::Gsm7 => {
             let skip = header_septets(header_len);
             let count = udl
@@ -272,12 +276,22 @@ pub fn decode_user_data(
                 offset: ud_offset,
                 expected: "TP-UD septets",
             })?;
-            gsm7::septets_to_string(&septets)
+            (
+                gsm7::septets_to_string(&septets),
+                Some(PartText::Septets(septets)),
+            )
         }
-        Alphabet::Ucs2 => ucs2::octets_to_string(ud.get(header_len..).unwrap_or(&[])),
-        Alphabet::Data8 => hex::encode_hex(ud.get(header_len..).unwrap_or(&[])),
+        Alphabet::Ucs2 => {
+            let octets = ud.get(header_len..).unwrap_or(&[]);
+            let (units, dangling) = ucs2::octets_to_units(octets);
+            (
+                ucs2::octets_to_string(octets),
+                (!dangling).then_some(PartText::Utf16(units)),
+            )
+        }
+        Alphabet::Data8 => (hex::encode_hex(ud.get(header_len..).unwrap_or(&[])), None),
     };
-    Ok(DecodedUserData { text, concat })
+    Ok(DecodedUserData { text, concat, raw })
 }
 
 #[cfg(test)]

@@ -56,6 +56,13 @@ pub enum Endpoint {
 pub enum Action {
     /// An SMS arrives (split into parts when long).
     Sms(InboundSms),
+    /// SMS-DELIVER PDUs made elsewhere (say by another SMS library) arrive
+    /// as they are: hex with the SMSC prefix; `direct` routes them as `+CMT`.
+    Pdus {
+        pdus: Vec<String>,
+        #[serde(default)]
+        direct: bool,
+    },
     /// A call rings.
     Call { from: String },
     /// The caller hangs up.
@@ -317,6 +324,17 @@ impl Runtime {
         let effects = match action {
             Action::Sms(sms) => {
                 let effects = self.device.lock().deliver(&sms)?;
+                self.apply(effects).await;
+                return Ok(json!({ "delivered": true }));
+            }
+            Action::Pdus { pdus, direct } => {
+                if let Some(bad) = pdus
+                    .iter()
+                    .find(|p| p.is_empty() || !p.bytes().all(|b| b.is_ascii_hexdigit()))
+                {
+                    return Err(format!("not a hex PDU: {bad}"));
+                }
+                let effects = self.device.lock().deliver_pdus(pdus, direct);
                 self.apply(effects).await;
                 return Ok(json!({ "delivered": true }));
             }

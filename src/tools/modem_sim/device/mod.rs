@@ -365,12 +365,24 @@ impl Device {
             status_report_indication: false,
         })
         .map_err(|e| e.to_string())?;
+        let pdus = pdus
+            .into_iter()
+            .enumerate()
+            .filter(|(n, _)| sms.only_parts.is_empty() || sms.only_parts.contains(&((n + 1) as u8)))
+            .map(|(_, pdu)| pdu);
+        Ok(self.deliver_pdus(pdus, sms.direct))
+    }
+
+    /// SMS-DELIVER PDUs (hex, with the SMSC prefix) arrive as they are,
+    /// whoever made them: stored (`+CMTI`) or routed to the host (`+CMT`).
+    pub fn deliver_pdus(
+        &mut self,
+        pdus: impl IntoIterator<Item = String>,
+        direct: bool,
+    ) -> Vec<Effect> {
         let mut effects = Vec::new();
-        for (n, pdu) in pdus.into_iter().enumerate() {
-            if !sms.only_parts.is_empty() && !sms.only_parts.contains(&((n + 1) as u8)) {
-                continue;
-            }
-            if sms.direct || self.cnmi_mt == 2 {
+        for pdu in pdus {
+            if direct || self.cnmi_mt == 2 {
                 effects.push(write(&format!(
                     "\r\n+CMT: ,{}\r\n{pdu}\r\n",
                     tpdu_len(&pdu)
@@ -380,7 +392,7 @@ impl Device {
             }
         }
         effects.extend(self.drain_network_queue());
-        Ok(effects)
+        effects
     }
 
     /// A call rings; the caller's number follows when `+CLIP` is on.
