@@ -117,12 +117,17 @@ impl ResponseError for ApiError {
     }
 }
 
+/// A store error answers by what the client should do: retry later (503),
+/// pick another key (409), stop asking (404), fix the request (400); a bug
+/// or a corrupt row is a 500 whose source chain is logged, not sent.
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         match err {
             StoreError::Conflict(msg) => ApiError::Conflict(msg),
             StoreError::NotFound(msg) => ApiError::NotFound(msg),
-            StoreError::Unavailable(cause) => ApiError::Unavailable(cause),
+            StoreError::Rejected { .. } => ApiError::BadRequest(err.to_string()),
+            StoreError::Unavailable(_) => ApiError::Unavailable(err.report()),
+            StoreError::Internal { .. } => ApiError::Internal(anyhow::Error::new(err)),
             StoreError::Closed => ApiError::Unavailable("the server is shutting down".into()),
         }
     }
