@@ -144,3 +144,63 @@ impl From<ServiceError> for ApiError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    fn cause() -> Arc<sqlx::Error> {
+        Arc::new(sqlx::Error::Protocol("the cause".into()))
+    }
+
+    #[test]
+    fn store_errors_answer_by_what_the_client_should_do() {
+        let cases = [
+            (StoreError::Unavailable(cause()), 503, true),
+            (StoreError::Conflict("taken".into()), 409, false),
+            (StoreError::NotFound("gone".into()), 404, false),
+            (
+                StoreError::Rejected {
+                    message: "invalid byte sequence".into(),
+                    source: cause(),
+                },
+                400,
+                false,
+            ),
+            (
+                StoreError::Internal {
+                    context: "event 7 is unreadable".into(),
+                    source: cause(),
+                },
+                500,
+                false,
+            ),
+        ];
+        for (err, status, retry) in cases {
+            let api = ApiError::from(err);
+            let response = api.error_response();
+            assert_eq!(response.status().as_u16(), status, "{api:?}");
+            assert_eq!(
+                response.headers().contains_key("Retry-After"),
+                retry,
+                "{api:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_rejected_value_says_why_and_an_internal_error_says_nothing_more() {
+        let rejected = ApiError::from(StoreError::Rejected {
+            message: "invalid byte sequence for encoding \"UTF8\": 0x00".into(),
+            source: cause(),
+        });
+        assert!(rejected.to_string().contains("0x00"), "{rejected}");
+        let internal = ApiError::from(StoreError::Internal {
+            context: "event 7 is unreadable".into(),
+            source: cause(),
+        });
+        assert_eq!(internal.to_string(), "internal error");
+    }
+}

@@ -3,7 +3,7 @@
 
 use chrono::Utc;
 
-use super::{Service, ServiceError};
+use super::{refuse_nul, Service, ServiceError};
 use crate::{
     domain::{InstanceName, PhoneNumber},
     event::data::{GroupAction, GroupData, GroupMetadata, Payload},
@@ -49,6 +49,7 @@ impl Service {
                 "'subject' must be 1 to 100 characters".into(),
             ));
         }
+        refuse_nul("subject", subject)?;
         let members = parse_members(participants)?;
         let owner = self.own_number(name)?;
         let group = GroupRow {

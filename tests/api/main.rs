@@ -19,5 +19,6 @@ mod docker;
 mod durability;
 mod filters;
 mod instances;
+mod isolation;
 mod modem;
 mod whole_loop;
