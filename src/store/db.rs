@@ -38,11 +38,16 @@ pub(super) enum Arg<'a> {
     Bool(bool),
     Text(Cow<'a, str>),
     OptText(Option<&'a str>),
-    /// Read in SQL through [`Dialect::in_list`], [`Dialect::each`] or
-    /// [`Dialect::zip`]: a `text[]` on PostgreSQL, a JSON array on SQLite.
-    TextList(Vec<&'a str>),
-    /// Like `TextList`, of `bigint`s.
-    IntList(Vec<i64>),
+    List(List<'a>),
+}
+
+/// A list argument, read in SQL through [`Dialect::in_list`],
+/// [`Dialect::each`] or [`Dialect::zip`]; each backend binds it its own way
+/// (an array on PostgreSQL, JSON text on SQLite).
+#[derive(Debug, Clone)]
+pub(super) enum List<'a> {
+    Text(Vec<&'a str>),
+    Int(Vec<i64>),
 }
 
 impl From<i64> for Arg<'_> {
@@ -95,19 +100,19 @@ impl<'a> From<&'a Option<String>> for Arg<'a> {
 
 impl<'a> From<Vec<&'a str>> for Arg<'a> {
     fn from(v: Vec<&'a str>) -> Self {
-        Arg::TextList(v)
+        Arg::List(List::Text(v))
     }
 }
 
 impl<'a> From<&'a [String]> for Arg<'a> {
     fn from(v: &'a [String]) -> Self {
-        Arg::TextList(v.iter().map(String::as_str).collect())
+        Arg::List(List::Text(v.iter().map(String::as_str).collect()))
     }
 }
 
 impl From<Vec<i64>> for Arg<'_> {
     fn from(v: Vec<i64>) -> Self {
-        Arg::IntList(v)
+        Arg::List(List::Int(v))
     }
 }
 
@@ -131,12 +136,6 @@ impl<'a> Stmt<'a> {
         self.args.push(value.into());
         self
     }
-}
-
-/// A list argument, which each backend binds its own way.
-pub(super) enum List<'a> {
-    Text(Vec<&'a str>),
-    Int(Vec<i64>),
 }
 
 /// Binds arguments in order onto a backend's argument buffer: the scalars
@@ -164,8 +163,7 @@ where
             Arg::Text(Cow::Borrowed(v)) => out.add(v),
             Arg::Text(Cow::Owned(v)) => out.add(v),
             Arg::OptText(v) => out.add(v),
-            Arg::TextList(v) => list(&mut out, List::Text(v)),
-            Arg::IntList(v) => list(&mut out, List::Int(v)),
+            Arg::List(v) => list(&mut out, v),
         }?;
     }
     Ok(out)

@@ -28,7 +28,7 @@ pub type Cause = Arc<dyn Error + Send + Sync + 'static>;
 pub enum StoreError {
     /// The database cannot be reached, is shutting down, or is out of
     /// resources; the same request should succeed later.
-    #[error("the database is unavailable")]
+    #[error("the database is unavailable: {0}")]
     Unavailable(#[source] Cause),
     /// A unique key is already taken.
     #[error("{0}")]
@@ -48,7 +48,7 @@ pub enum StoreError {
     /// A bug or corrupt data: the caller cannot fix it, and retrying does
     /// not help. Logged with its source chain; clients only hear
     /// "internal error".
-    #[error("{context}")]
+    #[error("{context}: {source}")]
     Internal {
         context: String,
         #[source]
@@ -77,8 +77,23 @@ impl StoreError {
     /// The error and every source under it on one line (`a: b: c`), for
     /// logs. Database errors carry the server's message, never the values
     /// that were bound to the statement.
+    ///
+    /// Written out rather than `anyhow`'s `{:#}` because our messages (and
+    /// sqlx's) already quote their immediate cause, so every `%err` log line
+    /// says what happened; a source whose text is already there is skipped
+    /// instead of repeated.
     pub fn report(&self) -> String {
-        format!("{:#}", anyhow::Error::new(self.clone()))
+        let mut text = self.to_string();
+        let mut next = Error::source(self);
+        while let Some(err) = next {
+            let message = err.to_string();
+            if !text.contains(&message) {
+                text.push_str(": ");
+                text.push_str(&message);
+            }
+            next = err.source();
+        }
+        text
     }
 
     /// A row that was stored but cannot be read back as what it should be.
@@ -160,6 +175,11 @@ mod tests {
         let err = StoreError::corrupt("event 7 is unreadable".into(), "unknown topic 99");
         assert_eq!(err.report(), "event 7 is unreadable: unknown topic 99");
         let io = StoreError::from(sqlx::Error::Io(std::io::Error::other("socket closed")));
-        assert!(io.report().contains("socket closed"), "{}", io.report());
+        assert_eq!(
+            io.report(),
+            "the database is unavailable: error communicating with database: socket closed"
+        );
+        // Every log line that prints only the error still names the cause.
+        assert!(io.to_string().contains("socket closed"), "{io}");
     }
 }
