@@ -11,12 +11,13 @@
 //! The store is written once; only what truly differs is per backend.
 //!
 //! - `mod.rs` (here): [`Store`], connecting and every read, written once.
-//! - `commit.rs`: committing a batch and applying [`Change`]s, written
-//!   once. **Invariant 2 lives there**: the batch transaction locks the log
-//!   head row before it assigns ids (so ids increase in commit order across
-//!   writers) and takes seqs from the locked `instance_seq` rows (so they
-//!   have no gaps); a savepoint per job with changes makes one job's failure
-//!   that job's alone.
+//! - `commit.rs`: committing a batch, written once. **Invariant 2 lives
+//!   there**: the batch transaction locks the log head row before it
+//!   assigns ids (so ids increase in commit order across writers) and takes
+//!   seqs from the locked `instance_seq` rows (so they have no gaps); a
+//!   savepoint per job with changes makes one job's failure that job's
+//!   alone.
+//! - `changes.rs`: what each [`Change`] writes, written once.
 //! - `log.rs`: the batching writer; a batch that fails on one job's content
 //!   is committed again with a savepoint per job, so only an outage fails
 //!   every job.
@@ -36,6 +37,7 @@
 //! bounds on every function; the enum keeps each backend's native driver and
 //! confines the `match` to `db.rs`.
 
+mod changes;
 mod commit;
 mod db;
 mod error;
@@ -51,17 +53,20 @@ use anyhow::Context;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::{domain::InstanceName, event::Event};
-use db::{Pool, Stmt};
+use db::{FromEither, Pool, Stmt};
 use rows::{
     event_from_row, groups_from_rows, inbound_part_from_row, instance_from_row, outbox_from_row,
-    part_from_row, webhook_from_row, EventTuple, GroupTuple, InboundPartTuple, InstanceTuple,
-    OutboxTuple, PartTuple, WebhookTuple,
+    part_from_row, webhook_from_row, GroupTuple,
 };
 
 pub use commit::Isolation;
 pub use error::{Cause, StoreError};
 pub use log::{EventLog, Publish};
 pub use model::*;
+
+/// The `outbox_parts` columns as [`rows::PartTuple`] reads them.
+const SELECT_PARTS: &str = "SELECT message_id, instance, part, total, reference, recipient, \
+                            status, sent_us FROM outbox_parts";
 
 /// How long `/ready` waits for the database to answer.
 const PING_TIMEOUT: Duration = Duration::from_secs(2);
@@ -140,8 +145,7 @@ impl Store {
         if let Some(instances) = &query.instances {
             stmt = stmt.bind(instances.iter().map(|n| n.as_str()).collect::<Vec<_>>());
         }
-        let rows: Vec<EventTuple> = self.pool.fetch_all(stmt).await?;
-        rows.into_iter().map(event_from_row).collect()
+        self.read(stmt, event_from_row).await
     }
 
     /// The id of the newest committed event (0 for an empty log).
@@ -154,15 +158,10 @@ impl Store {
     }
 
     pub async fn load_instances(&self) -> Result<Vec<InstanceRow>, StoreError> {
-        let rows: Vec<InstanceTuple> = self
-            .pool
-            .fetch_all(Stmt::new(
-                "SELECT name, id, driver, key_hash, enabled, ws_enabled, ws_events, created_us, \
-                        retention_age_secs, retention_events \
-                 FROM instances ORDER BY created_us, name",
-            ))
-            .await?;
-        rows.into_iter().map(instance_from_row).collect()
+        let sql = "SELECT name, id, driver, key_hash, enabled, ws_enabled, ws_events, created_us, \
+                          retention_age_secs, retention_events \
+                   FROM instances ORDER BY created_us, name";
+        self.read(Stmt::new(sql), instance_from_row).await
     }
 
     /// Messages of one instance still waiting to be sent, oldest first.
@@ -171,34 +170,17 @@ impl Store {
         instance: &InstanceName,
         limit: i64,
     ) -> Result<Vec<OutboxRow>, StoreError> {
-        let rows: Vec<OutboxTuple> = self
-            .pool
-            .fetch_all(
-                Stmt::new(
-                    "SELECT id, instance, recipient, body, status, error, created_us FROM outbox \
-                     WHERE instance = $1 AND status = 'queued' ORDER BY created_us, id LIMIT $2",
-                )
-                .bind(instance.as_str())
-                .bind(limit),
-            )
-            .await?;
-        rows.into_iter().map(outbox_from_row).collect()
+        let sql = "SELECT id, instance, recipient, body, status, error, created_us FROM outbox \
+                   WHERE instance = $1 AND status = 'queued' ORDER BY created_us, id LIMIT $2";
+        let stmt = Stmt::new(sql).bind(instance.as_str()).bind(limit);
+        self.read(stmt, outbox_from_row).await
     }
 
     /// The parts of an outgoing message the modem has accepted so far.
     pub async fn message_parts(&self, message_id: &str) -> Result<Vec<PartRow>, StoreError> {
-        let rows: Vec<PartTuple> = self
-            .pool
-            .fetch_all(
-                Stmt::new(
-                    "SELECT message_id, instance, part, total, reference, recipient, status, \
-                            sent_us \
-                     FROM outbox_parts WHERE message_id = $1 ORDER BY part",
-                )
-                .bind(message_id),
-            )
-            .await?;
-        rows.into_iter().map(part_from_row).collect()
+        let sql = format!("{SELECT_PARTS} WHERE message_id = $1 ORDER BY part");
+        self.read(Stmt::new(sql).bind(message_id), part_from_row)
+            .await
     }
 
     /// Sent parts of one instance that carry `reference` and still wait
@@ -208,21 +190,12 @@ impl Store {
         instance: &InstanceName,
         reference: u32,
     ) -> Result<Vec<PartRow>, StoreError> {
-        let rows: Vec<PartTuple> = self
-            .pool
-            .fetch_all(
-                Stmt::new(
-                    "SELECT message_id, instance, part, total, reference, recipient, status, \
-                            sent_us \
-                     FROM outbox_parts \
-                     WHERE instance = $1 AND reference = $2 AND status = 'sent' \
-                     ORDER BY sent_us DESC LIMIT 16",
-                )
-                .bind(instance.as_str())
-                .bind(reference),
-            )
-            .await?;
-        rows.into_iter().map(part_from_row).collect()
+        let sql = format!(
+            "{SELECT_PARTS} WHERE instance = $1 AND reference = $2 AND status = 'sent' \
+             ORDER BY sent_us DESC LIMIT 16"
+        );
+        let stmt = Stmt::new(sql).bind(instance.as_str()).bind(reference);
+        self.read(stmt, part_from_row).await
     }
 
     /// Every stored part of the instance's incomplete inbound messages.
@@ -230,19 +203,15 @@ impl Store {
         &self,
         instance: &InstanceName,
     ) -> Result<Vec<InboundPartRow>, StoreError> {
-        let rows: Vec<InboundPartTuple> = self
-            .pool
-            .fetch_all(
-                Stmt::new(
-                    "SELECT instance, sender, reference, total, sequence, content, sent_at, \
-                            received_us \
-                     FROM inbox_parts WHERE instance = $1 \
-                     ORDER BY sender, reference, total, sequence",
-                )
-                .bind(instance.as_str()),
-            )
-            .await?;
-        rows.into_iter().map(inbound_part_from_row).collect()
+        let sql = "SELECT instance, sender, reference, total, sequence, content, sent_at, \
+                          received_us \
+                   FROM inbox_parts WHERE instance = $1 \
+                   ORDER BY sender, reference, total, sequence";
+        self.read(
+            Stmt::new(sql).bind(instance.as_str()),
+            inbound_part_from_row,
+        )
+        .await
     }
 
     pub async fn groups(&self, instance: &InstanceName) -> Result<Vec<GroupRow>, StoreError> {
@@ -337,13 +306,9 @@ impl Store {
     }
 
     pub async fn webhooks(&self) -> Result<Vec<WebhookRow>, StoreError> {
-        let rows: Vec<WebhookTuple> = self
-            .pool
-            .fetch_all(Stmt::new(
-                "SELECT instance, url, headers, events, enabled, cursor, created_us FROM webhooks",
-            ))
-            .await?;
-        rows.into_iter().map(webhook_from_row).collect()
+        let sql =
+            "SELECT instance, url, headers, events, enabled, cursor, created_us FROM webhooks";
+        self.read(Stmt::new(sql), webhook_from_row).await
     }
 
     /// Records a webhook's progress (outside the log writer: it is not an
@@ -376,5 +341,19 @@ impl Store {
 
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+
+    /// Runs a query and turns each row into what it stands for.
+    async fn read<T: FromEither, R>(
+        &self,
+        stmt: Stmt<'_>,
+        decode: impl Fn(T) -> Result<R, StoreError>,
+    ) -> Result<Vec<R>, StoreError> {
+        self.pool
+            .fetch_all(stmt)
+            .await?
+            .into_iter()
+            .map(decode)
+            .collect()
     }
 }
