@@ -149,7 +149,8 @@ pub(super) async fn commit(
         )
         .await?;
         // Instances whose only job failed keep the value they had (or get
-        // no row at all).
+        // no row at all). `WHERE true` keeps SQLite from reading the
+        // upsert's ON as a join's.
         let (names, seqs): (Vec<&str>, Vec<i64>) = heads
             .seqs
             .iter()
