@@ -123,12 +123,17 @@ impl ResponseError for ApiError {
     }
 }
 
+/// A store error answers by what the client should do: retry later (503),
+/// pick another key (409), stop asking (404), fix the request (400); a bug
+/// or a corrupt row is a 500 whose source chain is logged, not sent.
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         match err {
             StoreError::Conflict(msg) => ApiError::Conflict(msg),
             StoreError::NotFound(msg) => ApiError::NotFound(msg),
-            StoreError::Unavailable(cause) => ApiError::Unavailable(cause),
+            StoreError::Rejected { .. } => ApiError::BadRequest(err.to_string()),
+            StoreError::Unavailable(_) => ApiError::Unavailable(err.report()),
+            StoreError::Internal { .. } => ApiError::Internal(anyhow::Error::new(err)),
             StoreError::Closed => ApiError::Unavailable("the server is shutting down".into()),
         }
     }
@@ -154,5 +159,65 @@ impl From<FeedError> for ApiError {
                 ApiError::CursorExpired(expired.to_string())
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    fn cause() -> Arc<sqlx::Error> {
+        Arc::new(sqlx::Error::Protocol("the cause".into()))
+    }
+
+    #[test]
+    fn store_errors_answer_by_what_the_client_should_do() {
+        let cases = [
+            (StoreError::Unavailable(cause()), 503, true),
+            (StoreError::Conflict("taken".into()), 409, false),
+            (StoreError::NotFound("gone".into()), 404, false),
+            (
+                StoreError::Rejected {
+                    message: "invalid byte sequence".into(),
+                    source: cause(),
+                },
+                400,
+                false,
+            ),
+            (
+                StoreError::Internal {
+                    context: "event 7 is unreadable".into(),
+                    source: cause(),
+                },
+                500,
+                false,
+            ),
+        ];
+        for (err, status, retry) in cases {
+            let api = ApiError::from(err);
+            let response = api.error_response();
+            assert_eq!(response.status().as_u16(), status, "{api:?}");
+            assert_eq!(
+                response.headers().contains_key("Retry-After"),
+                retry,
+                "{api:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_rejected_value_says_why_and_an_internal_error_says_nothing_more() {
+        let rejected = ApiError::from(StoreError::Rejected {
+            message: "invalid byte sequence for encoding \"UTF8\": 0x00".into(),
+            source: cause(),
+        });
+        assert!(rejected.to_string().contains("0x00"), "{rejected}");
+        let internal = ApiError::from(StoreError::Internal {
+            context: "event 7 is unreadable".into(),
+            source: cause(),
+        });
+        assert_eq!(internal.to_string(), "internal error");
     }
 }

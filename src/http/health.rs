@@ -85,6 +85,12 @@ pub async fn metrics(
         log.failed_batches.load(Ordering::Relaxed),
     );
     metric(
+        "switchboard_log_isolated_batches_total",
+        "counter",
+        "Batches committed again job by job because the database refused what one job held.",
+        log.isolated_batches.load(Ordering::Relaxed),
+    );
+    metric(
         "switchboard_connections",
         "gauge",
         "Open WebSocket and SSE connections.",

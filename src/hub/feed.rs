@@ -260,8 +260,13 @@ impl Feed {
             }
             Err(err) => {
                 // The consumer waits for the database instead of losing its
-                // place; the outage is logged by whoever noticed it first.
-                tracing::debug!(error = %err, retry_in = ?self.retry, "catch-up read failed");
+                // place; an outage is logged by whoever noticed it first, but
+                // anything else (an unreadable row) is a fault to see.
+                if err.is_outage() {
+                    tracing::debug!(error = %err, retry_in = ?self.retry, "catch-up read failed");
+                } else {
+                    tracing::error!(error = %err.report(), retry_in = ?self.retry, "catch-up read failed");
+                }
                 tokio::time::sleep(self.retry).await;
                 self.retry = (self.retry * 2).min(RETRY_MAX);
                 return Ok(());

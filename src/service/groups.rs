@@ -8,7 +8,7 @@
 
 use chrono::Utc;
 
-use super::{Service, ServiceError};
+use super::{refuse_nul, Service, ServiceError};
 use crate::{
     domain::{InstanceName, PhoneNumber},
     event::data::{GroupAction, GroupData, GroupMetadata, Payload},
@@ -61,6 +61,7 @@ impl Service {
                 "'subject' must be 1 to 100 characters".into(),
             ));
         }
+        refuse_nul("subject", subject)?;
         let members = parse_members(participants)?;
         let limits = &self.settings.limits;
         if members.len() > limits.max_group_members {

@@ -7,7 +7,7 @@
 
 use chrono::Utc;
 
-use super::{Service, ServiceError, GROUP_SUFFIX};
+use super::{refuse_nul, Service, ServiceError, GROUP_SUFFIX};
 use crate::{
     domain::{InstanceName, PhoneNumber},
     event::data::{DeliveryData, DeliveryStatus, Direction, MessageData, Payload},
@@ -43,6 +43,7 @@ impl Service {
         if text.trim().is_empty() {
             return Err(ServiceError::Invalid("'text' must not be empty".into()));
         }
+        refuse_nul("text", &text)?;
         let max = self.settings.limits.max_text_length;
         let length = text.chars().count();
         if length > max {

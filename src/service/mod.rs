@@ -64,6 +64,19 @@ impl ServiceError {
     }
 }
 
+/// Refuses a text holding U+0000 (NUL). PostgreSQL cannot store it in a
+/// text column, and no client means to send one; refusing it here gives
+/// both backends the same clear 400. (The store still isolates a job the
+/// database refuses, whatever path it came by.)
+fn refuse_nul(field: &str, value: &str) -> Result<(), ServiceError> {
+    if value.contains('\0') {
+        return Err(ServiceError::Invalid(format!(
+            "'{field}' must not contain the character U+0000"
+        )));
+    }
+    Ok(())
+}
+
 /// The API's operations over the running parts of a node.
 pub struct Service {
     registry: Arc<Registry>,

@@ -7,6 +7,14 @@
 //! [`Publish`] trait) and answers the callers: durable before
 //! visible (invariant 1), and throughput that grows with load instead of
 //! being one commit per event.
+//!
+//! Jobs from different callers share a batch, so one job must not fail the
+//! others. A job whose changes fail is rolled back to its savepoint by the
+//! commit itself; a batch that fails anywhere else for a reason other than
+//! an outage (the database refusing an event one job carries) is committed
+//! again with a savepoint per job ([`Isolation::PerJob`]), which answers the
+//! offending jobs with their error and commits the rest. Only an outage
+//! fails every job of a batch.
 
 use std::sync::{
     atomic::{AtomicBool, AtomicU64, Ordering},
@@ -16,7 +24,7 @@ use std::sync::{
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
-use super::{Committed, Job, LogQuery, Store, StoreError};
+use super::{Committed, Isolation, Job, LogQuery, Store, StoreError};
 use crate::event::{Event, TopicSet};
 
 /// Jobs waiting for the writer; callers wait when it is full (backpressure).
@@ -54,6 +62,9 @@ pub struct LogStats {
     pub events: AtomicU64,
     pub largest_batch: AtomicU64,
     pub failed_batches: AtomicU64,
+    /// Batches committed again job by job because one job's content failed
+    /// the shared insert.
+    pub isolated_batches: AtomicU64,
     /// Whether the last commit failed: readiness reports it.
     pub failing: AtomicBool,
 }
@@ -146,7 +157,21 @@ async fn run(
             }
         }
 
-        match store.commit(&jobs).await {
+        let result = match store.commit(&jobs, Isolation::Batch).await {
+            // Not an outage: something one job holds. Each job in its own
+            // savepoint finds which; the others still commit.
+            Err(err) if !err.is_outage() => {
+                stats.isolated_batches.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    error = %err.report(),
+                    jobs = jobs.len(),
+                    "a batch failed on what one of its jobs holds; committing each job on its own"
+                );
+                store.commit(&jobs, Isolation::PerJob).await
+            }
+            other => other,
+        };
+        match result {
             Ok(batch) => {
                 if stats.failing.swap(false, Ordering::Relaxed) {
                     tracing::info!("the database accepts commits again");
@@ -179,10 +204,10 @@ async fn run(
             Err(err) => {
                 stats.failed_batches.fetch_add(1, Ordering::Relaxed);
                 if !stats.failing.swap(true, Ordering::Relaxed) {
-                    tracing::error!(error = %err, "committing to the event log failed; callers will retry");
+                    tracing::error!(error = %err.report(), "committing to the event log failed");
                 }
                 for reply in replies.drain(..).flatten() {
-                    let _ = reply.send(Err(StoreError::Unavailable(err.to_string())));
+                    let _ = reply.send(Err(err.clone()));
                 }
             }
         }
@@ -218,7 +243,7 @@ async fn publish_missed(store: &Store, hub: &dyn Publish, after: i64, through: i
             Err(err) => {
                 // Every consumer goes back to the log, where the events are,
                 // rather than skip them.
-                tracing::error!(error = %err, "could not read back unpublished events; all consumers catch up from the log");
+                tracing::error!(error = %err.report(), "could not read back unpublished events; all consumers catch up from the log");
                 hub.resync_all();
                 return;
             }

@@ -6,264 +6,77 @@
 //! `delivery: queued` event, an instance row and its `instance: created`
 //! event), so a change and its event always commit together or not at all.
 //!
-//! Invariant 2 lives here: inside the batch transaction the log head row is
-//! locked before ids are assigned, so ids increase in commit order even with
-//! several writers sharing one PostgreSQL, and per-instance `seq`s are taken
-//! from the locked `instance_seq` rows, so they have no gaps.
+//! # Layout
+//!
+//! The store is written once; only what truly differs is per backend.
+//!
+//! - `mod.rs` (here): [`Store`], connecting and every read, written once.
+//! - `commit.rs`: committing a batch, written once. **Invariant 2 lives
+//!   there**: the batch transaction locks the log head row before it
+//!   assigns ids (so ids increase in commit order across writers) and takes
+//!   seqs from the locked `instance_seq` rows (so they have no gaps); a
+//!   savepoint per job with changes makes one job's failure that job's
+//!   alone.
+//! - `changes.rs`: what each [`Change`] writes, written once.
+//! - `log.rs`: the batching writer; a batch that fails on one job's content
+//!   is committed again with a savepoint per job, so only an outage fails
+//!   every job.
+//! - `db.rs`: statements (`$N` SQL plus backend-neutral arguments), the
+//!   [`Dialect`](db::Dialect) fragments that differ (list parameters,
+//!   `GREATEST`, row locks) and the pool/transaction wrapper, the one place
+//!   that dispatches on the backend.
+//! - `postgres.rs`, `sqlite.rs`: connection setup, argument binding, the
+//!   events insert (the hot path, tuned per backend) and which error codes
+//!   mean what.
+//! - `error.rs`: [`StoreError`], sorted by what the caller should do.
+//! - `model.rs`, `rows.rs`: the store's types, and rows turned into them.
+//!
+//! Why one wrapper enum rather than sqlx's `Any` driver or code generic over
+//! `sqlx::Database`: `Any` has no arrays and decodes some types differently
+//! per backend, and generic code needs a wall of higher-ranked executor
+//! bounds on every function; the enum keeps each backend's native driver and
+//! confines the `match` to `db.rs`.
 
+mod changes;
+mod commit;
+mod db;
+mod error;
 pub mod log;
+mod model;
 mod postgres;
+mod rows;
 mod sqlite;
 
-use std::{collections::HashMap, path::Path, time::Duration};
+use std::{path::Path, time::Duration};
 
 use anyhow::Context;
-use chrono::{DateTime, TimeZone, Utc};
 use secrecy::{ExposeSecret, SecretString};
-use serde_json::value::RawValue;
-use uuid::Uuid;
 
-use crate::{
-    domain::{DriverConfig, InstanceName, Retention, WebsocketSettings},
-    event::{data::DeliveryStatus, Event, NewEvent, Topic, TopicSet},
+use crate::{domain::InstanceName, event::Event};
+use db::{FromEither, Pool, Stmt};
+use rows::{
+    event_from_row, groups_from_rows, inbound_part_from_row, instance_from_row, outbox_from_row,
+    part_from_row, webhook_from_row, GroupTuple,
 };
 
+pub use commit::Isolation;
+pub use error::{Cause, StoreError};
 pub use log::{EventLog, Publish};
+pub use model::*;
 
-/// Why a store operation failed, sorted by what the caller should do.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// The database cannot be reached or is failing; try again later.
-    #[error("the database is unavailable: {0}")]
-    Unavailable(String),
-    /// A unique key is already taken.
-    #[error("{0}")]
-    Conflict(String),
-    /// The row a change refers to does not exist.
-    #[error("{0}")]
-    NotFound(String),
-    /// The event log writer has stopped (the server is shutting down).
-    #[error("the event log is shut down")]
-    Closed,
-}
+/// The `outbox_parts` columns as [`rows::PartTuple`] reads them.
+const SELECT_PARTS: &str = "SELECT message_id, instance, part, total, reference, recipient, \
+                            status, sent_us FROM outbox_parts";
 
-impl From<sqlx::Error> for StoreError {
-    fn from(err: sqlx::Error) -> Self {
-        if let sqlx::Error::Database(db) = &err {
-            if db.is_unique_violation() {
-                return StoreError::Conflict(db.message().to_owned());
-            }
-        }
-        StoreError::Unavailable(err.to_string())
-    }
-}
+/// How long `/ready` waits for the database to answer.
+const PING_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// A state change committed in the same transaction as its job's events.
-#[derive(Debug, Clone)]
-pub enum Change {
-    CreateInstance(InstanceRow),
-    /// Deletes the instance and everything it owns (messages, groups, events).
-    DeleteInstance(InstanceName),
-    /// Whether the instance's modem actor should run (survives restarts).
-    SetEnabled {
-        name: InstanceName,
-        enabled: bool,
-    },
-    SetWebsocket {
-        name: InstanceName,
-        settings: WebsocketSettings,
-    },
-    EnqueueMessage(OutboxRow),
-    SetMessageStatus {
-        id: String,
-        status: DeliveryStatus,
-        error: Option<String>,
-    },
-    /// A new group with its first members.
-    CreateGroup(GroupRow),
-    SetRetention {
-        name: InstanceName,
-        retention: Retention,
-    },
-    /// Creates or replaces an instance's webhook; a new one starts at
-    /// `start_cursor`, a replaced one keeps its cursor.
-    SetWebhook {
-        webhook: WebhookRow,
-    },
-    /// Adds members to an existing group (present ones are left alone).
-    AddGroupMembers {
-        instance: InstanceName,
-        id: String,
-        members: Vec<String>,
-    },
-    RemoveGroupMembers {
-        instance: InstanceName,
-        id: String,
-        members: Vec<String>,
-    },
-    /// The modem accepted one part of an outgoing message.
-    RecordPartSent(PartRow),
-    /// A status report settled one part.
-    SetPartStatus {
-        message_id: String,
-        part: u32,
-        status: DeliveryStatus,
-    },
-    /// One part of an inbound multipart message (kept if already there).
-    StoreInboundPart(InboundPartRow),
-    /// The parts of an inbound message, once it was delivered whole.
-    DeleteInboundParts {
-        instance: InstanceName,
-        sender: String,
-        reference: u32,
-        total: u32,
-    },
-    /// An inbound PDU was committed. Fails with `Conflict` when it already
-    /// was, which tells the driver it only has to delete it from the modem.
-    MarkInboundSeen {
-        instance: InstanceName,
-        digest: String,
-    },
-}
-
-/// How long a digest of a committed inbound PDU is kept.
-pub const INBOX_SEEN_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
-
-/// One part of an outgoing message that the modem accepted.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PartRow {
-    pub message_id: String,
-    pub instance: InstanceName,
-    /// 1-based.
-    pub part: u32,
-    pub total: u32,
-    /// TP-MR: what the status report will quote.
-    pub reference: u32,
-    pub recipient: String,
-    /// `sent`, `delivered` or `failed`.
-    pub status: DeliveryStatus,
-    pub sent_at: DateTime<Utc>,
-}
-
-/// One part of an inbound multipart message, waiting for the others.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InboundPartRow {
-    pub instance: InstanceName,
-    pub sender: String,
-    pub reference: u32,
-    pub total: u32,
-    pub sequence: u32,
-    pub content: String,
-    /// The part's text before decoding, in the driver's stored form, so the
-    /// parts are joined before they are decoded; `None` for parts stored
-    /// before it was kept, and for 8-bit data.
-    pub raw: Option<String>,
-    /// The service centre time stamp, Unix seconds.
-    pub sent_at: i64,
-    pub received_at: DateTime<Utc>,
-}
-
-/// A webhook: events of one instance POSTed to a URL, in log order.
-#[derive(Debug, Clone, PartialEq)]
-pub struct WebhookRow {
-    pub instance: InstanceName,
-    pub url: String,
-    /// Extra request headers (say an Authorization for the receiver).
-    pub headers: Vec<(String, String)>,
-    /// The topics sent; `None` means all.
-    pub events: Option<TopicSet>,
-    pub enabled: bool,
-    /// The last event id delivered (or filtered out).
-    pub cursor: i64,
-    pub created_at: DateTime<Utc>,
-}
-
-/// An instance as stored.
-#[derive(Debug, Clone)]
-pub struct InstanceRow {
-    pub name: InstanceName,
-    pub id: Uuid,
-    pub driver: DriverConfig,
-    /// SHA-256 of the instance key, hex; the key itself is never stored.
-    pub key_hash: String,
-    pub enabled: bool,
-    pub websocket: WebsocketSettings,
-    pub retention: Retention,
-    pub created_at: DateTime<Utc>,
-}
-
-/// An outgoing message in the outbox.
-#[derive(Debug, Clone)]
-pub struct OutboxRow {
-    pub id: String,
-    pub instance: InstanceName,
-    pub recipient: String,
-    pub body: String,
-    pub status: DeliveryStatus,
-    pub error: Option<String>,
-    pub created_at: DateTime<Utc>,
-}
-
-/// A broadcast group: a send to it goes to each participant.
-#[derive(Debug, Clone)]
-pub struct GroupRow {
-    pub instance: InstanceName,
-    pub id: String,
-    pub name: String,
-    pub owner: String,
-    pub participants: Vec<String>,
-    pub created_at: DateTime<Utc>,
-}
-
-/// A job for the writer: events and the changes they describe.
-#[derive(Debug, Default)]
-pub struct Job {
-    pub events: Vec<NewEvent>,
-    pub changes: Vec<Change>,
-}
-
-/// What a committed batch did.
-#[derive(Debug)]
-pub struct Batch {
-    /// One result per job, in job order.
-    pub outcomes: Vec<Result<Vec<Committed>, StoreError>>,
-    /// The committed events, in id order.
-    pub events: Vec<Event>,
-    /// The log head before this batch. If it is past what the writer last
-    /// published, events were committed that were never published (a commit
-    /// whose answer was lost, or another writer): the writer publishes them
-    /// first, so live readers never skip one.
-    pub previous_head: i64,
-}
-
-/// Where a committed event landed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Committed {
-    pub id: i64,
-    pub seq: i64,
-}
-
-/// What a read of the log asks for.
-#[derive(Debug, Clone)]
-pub struct LogQuery {
-    /// Only events with a larger id.
-    pub after_id: i64,
-    /// Only these instances; `None` means all.
-    pub instances: Option<Vec<InstanceName>>,
-    pub topics: TopicSet,
-    pub limit: i64,
-}
-
-/// The database behind the log: one of two backends with the same behaviour.
+/// The database behind the log: PostgreSQL or SQLite, with the same
+/// behaviour.
 #[derive(Clone)]
-pub enum Store {
-    Postgres(postgres::PgStore),
-    Sqlite(sqlite::SqliteStore),
+pub struct Store {
+    pool: Pool,
 }
-
-/// How long to wait for a connection before calling the database unavailable,
-/// so requests answer 503 quickly instead of hanging while it is down.
-const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 
 impl Store {
     /// Connects and runs the migrations: PostgreSQL when `url` is set,
@@ -273,13 +86,13 @@ impl Store {
         data_dir: &Path,
         max_connections: u32,
     ) -> anyhow::Result<Store> {
-        match url {
-            Some(url) if is_postgres_url(url.expose_secret()) => Ok(Store::Postgres(
-                postgres::PgStore::connect(url.expose_secret(), max_connections).await?,
-            )),
-            Some(url) if url.expose_secret().starts_with("sqlite:") => Ok(Store::Sqlite(
-                sqlite::SqliteStore::connect_url(url.expose_secret(), max_connections).await?,
-            )),
+        let pool = match url.map(|url| url.expose_secret()) {
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                Pool::Postgres(postgres::connect(url, max_connections).await?)
+            }
+            Some(url) if url.starts_with("sqlite:") => {
+                Pool::Sqlite(sqlite::connect_url(url, max_connections).await?)
+            }
             Some(_) => anyhow::bail!(
                 "database.url must start with postgres://, postgresql:// or sqlite: \
                  (or be empty for the embedded database)"
@@ -290,49 +103,66 @@ impl Store {
                 })?;
                 let path = data_dir.join("switchboard.db");
                 create_private(&path)?;
-                Ok(Store::Sqlite(
-                    sqlite::SqliteStore::connect_file(&path, max_connections).await?,
-                ))
+                Pool::Sqlite(sqlite::connect_file(&path, max_connections).await?)
             }
-        }
+        };
+        Ok(Store { pool })
     }
 
     pub fn backend_name(&self) -> &'static str {
-        match self {
-            Store::Postgres(_) => "postgres",
-            Store::Sqlite(_) => "sqlite",
+        match self.pool.dialect() {
+            db::Dialect::Postgres => "postgres",
+            db::Dialect::Sqlite => "sqlite",
         }
     }
 
     /// Commits a batch of jobs in one transaction. A job whose changes fail
-    /// (say a name already taken) fails alone; the others commit.
-    pub async fn commit(&self, jobs: &[Job]) -> Result<Batch, StoreError> {
-        match self {
-            Store::Postgres(s) => s.commit(jobs).await,
-            Store::Sqlite(s) => s.commit(jobs).await,
-        }
+    /// (say a name already taken) fails alone; the others commit. With
+    /// [`Isolation::PerJob`] a job whose events the database refuses fails
+    /// alone too.
+    pub async fn commit(&self, jobs: &[Job], isolation: Isolation) -> Result<Batch, StoreError> {
+        commit::commit(&self.pool, jobs, isolation).await
     }
 
     pub async fn read_events(&self, query: &LogQuery) -> Result<Vec<Event>, StoreError> {
-        match self {
-            Store::Postgres(s) => s.read_events(query).await,
-            Store::Sqlite(s) => s.read_events(query).await,
+        if query.topics.is_empty() || query.instances.as_ref().is_some_and(Vec::is_empty) {
+            return Ok(Vec::new());
         }
+        // The topic set is a bit mask with bit `code` for each topic, so one
+        // statement serves every set.
+        let mut sql = String::from(
+            "SELECT id, instance, seq, topic, ts_us, data FROM events \
+             WHERE id > $1 AND (($2 >> topic) & 1) = 1",
+        );
+        if query.instances.is_some() {
+            sql.push_str(" AND ");
+            sql.push_str(&self.pool.dialect().in_list("instance", 4));
+        }
+        sql.push_str(" ORDER BY id LIMIT $3");
+        let mut stmt = Stmt::new(sql)
+            .bind(query.after_id)
+            .bind(i64::from(query.topics.bits()))
+            .bind(query.limit);
+        if let Some(instances) = &query.instances {
+            stmt = stmt.bind(instances.iter().map(|n| n.as_str()).collect::<Vec<_>>());
+        }
+        self.read(stmt, event_from_row).await
     }
 
     /// The id of the newest committed event (0 for an empty log).
     pub async fn head(&self) -> Result<i64, StoreError> {
-        match self {
-            Store::Postgres(s) => s.head().await,
-            Store::Sqlite(s) => s.head().await,
-        }
+        let (last_id,): (i64,) = self
+            .pool
+            .fetch_one(Stmt::new("SELECT last_id FROM log_head WHERE singleton"))
+            .await?;
+        Ok(last_id)
     }
 
     pub async fn load_instances(&self) -> Result<Vec<InstanceRow>, StoreError> {
-        match self {
-            Store::Postgres(s) => s.load_instances().await,
-            Store::Sqlite(s) => s.load_instances().await,
-        }
+        let sql = "SELECT name, id, driver, key_hash, enabled, ws_enabled, ws_events, created_us, \
+                          retention_age_secs, retention_events \
+                   FROM instances ORDER BY created_us, name";
+        self.read(Stmt::new(sql), instance_from_row).await
     }
 
     /// Messages of one instance still waiting to be sent, oldest first.
@@ -341,18 +171,17 @@ impl Store {
         instance: &InstanceName,
         limit: i64,
     ) -> Result<Vec<OutboxRow>, StoreError> {
-        match self {
-            Store::Postgres(s) => s.queued_messages(instance, limit).await,
-            Store::Sqlite(s) => s.queued_messages(instance, limit).await,
-        }
+        let sql = "SELECT id, instance, recipient, body, status, error, created_us FROM outbox \
+                   WHERE instance = $1 AND status = 'queued' ORDER BY created_us, id LIMIT $2";
+        let stmt = Stmt::new(sql).bind(instance.as_str()).bind(limit);
+        self.read(stmt, outbox_from_row).await
     }
 
     /// The parts of an outgoing message the modem has accepted so far.
     pub async fn message_parts(&self, message_id: &str) -> Result<Vec<PartRow>, StoreError> {
-        match self {
-            Store::Postgres(s) => s.message_parts(message_id).await,
-            Store::Sqlite(s) => s.message_parts(message_id).await,
-        }
+        let sql = format!("{SELECT_PARTS} WHERE message_id = $1 ORDER BY part");
+        self.read(Stmt::new(sql).bind(message_id), part_from_row)
+            .await
     }
 
     /// Sent parts of one instance that carry `reference` and still wait
@@ -362,10 +191,12 @@ impl Store {
         instance: &InstanceName,
         reference: u32,
     ) -> Result<Vec<PartRow>, StoreError> {
-        match self {
-            Store::Postgres(s) => s.parts_awaiting_report(instance, reference).await,
-            Store::Sqlite(s) => s.parts_awaiting_report(instance, reference).await,
-        }
+        let sql = format!(
+            "{SELECT_PARTS} WHERE instance = $1 AND reference = $2 AND status = 'sent' \
+             ORDER BY sent_us DESC LIMIT 16"
+        );
+        let stmt = Stmt::new(sql).bind(instance.as_str()).bind(reference);
+        self.read(stmt, part_from_row).await
     }
 
     /// Every stored part of the instance's incomplete inbound messages.
@@ -373,17 +204,39 @@ impl Store {
         &self,
         instance: &InstanceName,
     ) -> Result<Vec<InboundPartRow>, StoreError> {
-        match self {
-            Store::Postgres(s) => s.inbound_parts(instance).await,
-            Store::Sqlite(s) => s.inbound_parts(instance).await,
-        }
+        let sql = "SELECT instance, sender, reference, total, sequence, content, sent_at, \
+                          received_us, raw \
+                   FROM inbox_parts WHERE instance = $1 \
+                   ORDER BY sender, reference, total, sequence";
+        self.read(
+            Stmt::new(sql).bind(instance.as_str()),
+            inbound_part_from_row,
+        )
+        .await
     }
 
     pub async fn groups(&self, instance: &InstanceName) -> Result<Vec<GroupRow>, StoreError> {
-        match self {
-            Store::Postgres(s) => s.groups(instance).await,
-            Store::Sqlite(s) => s.groups(instance).await,
-        }
+        let groups: Vec<GroupTuple> = self
+            .pool
+            .fetch_all(
+                Stmt::new(
+                    "SELECT id, name, owner, created_us FROM groups \
+                     WHERE instance = $1 ORDER BY created_us, id",
+                )
+                .bind(instance.as_str()),
+            )
+            .await?;
+        let members: Vec<(String, String)> = self
+            .pool
+            .fetch_all(
+                Stmt::new(
+                    "SELECT group_id, member FROM group_members WHERE instance = $1 \
+                     ORDER BY group_id, member",
+                )
+                .bind(instance.as_str()),
+            )
+            .await?;
+        Ok(groups_from_rows(instance, groups, members))
     }
 
     /// Deletes an instance's events older than `older_than_us` (event time)
@@ -395,18 +248,58 @@ impl Store {
         older_than_us: Option<i64>,
         keep_events: Option<i64>,
     ) -> Result<Option<i64>, StoreError> {
-        match self {
-            Store::Postgres(s) => s.prune(instance, older_than_us, keep_events).await,
-            Store::Sqlite(s) => s.prune(instance, older_than_us, keep_events).await,
+        let mut tx = self.pool.begin_write().await?;
+        let last_seq: Option<(i64,)> = tx
+            .fetch_optional(
+                Stmt::new("SELECT last_seq FROM instance_seq WHERE instance = $1")
+                    .bind(instance.as_str()),
+            )
+            .await?;
+        let below_seq = keep_events
+            .zip(last_seq)
+            .map(|(keep, (last,))| last - keep + 1);
+        const DOOMED: &str = "instance = $1 \
+             AND (($2 IS NOT NULL AND ts_us < $2) OR ($3 IS NOT NULL AND seq < $3))";
+        let doomed = |sql: String| {
+            Stmt::new(sql)
+                .bind(instance.as_str())
+                .bind(older_than_us)
+                .bind(below_seq)
+        };
+        let (deleted,): (Option<i64>,) = tx
+            .fetch_one(doomed(format!("SELECT max(id) FROM events WHERE {DOOMED}")))
+            .await?;
+        if let Some(horizon) = deleted {
+            let greatest = tx.dialect().greatest();
+            // Bounded by the horizon: an event committed meanwhile (with a
+            // larger id) is not deleted behind the horizon's back.
+            tx.execute(
+                doomed(format!("DELETE FROM events WHERE {DOOMED} AND id <= $4")).bind(horizon),
+            )
+            .await?;
+            tx.execute(
+                Stmt::new(format!(
+                    "INSERT INTO retention_horizon (instance, pruned_through) VALUES ($1, $2) \
+                     ON CONFLICT (instance) DO UPDATE SET pruned_through = \
+                     {greatest}(retention_horizon.pruned_through, excluded.pruned_through)"
+                ))
+                .bind(instance.as_str())
+                .bind(horizon),
+            )
+            .await?;
         }
+        tx.commit().await?;
+        Ok(deleted)
     }
 
     /// How far retention has deleted, per instance.
     pub async fn horizons(&self) -> Result<Vec<(InstanceName, i64)>, StoreError> {
-        let rows: Vec<(String, i64)> = match self {
-            Store::Postgres(s) => s.horizons().await?,
-            Store::Sqlite(s) => s.horizons().await?,
-        };
+        let rows: Vec<(String, i64)> = self
+            .pool
+            .fetch_all(Stmt::new(
+                "SELECT instance, pruned_through FROM retention_horizon",
+            ))
+            .await?;
         Ok(rows
             .into_iter()
             .filter_map(|(name, id)| InstanceName::parse(&name).ok().map(|n| (n, id)))
@@ -414,11 +307,9 @@ impl Store {
     }
 
     pub async fn webhooks(&self) -> Result<Vec<WebhookRow>, StoreError> {
-        let rows = match self {
-            Store::Postgres(s) => s.webhooks().await?,
-            Store::Sqlite(s) => s.webhooks().await?,
-        };
-        rows.into_iter().map(webhook_from_row).collect()
+        let sql =
+            "SELECT instance, url, headers, events, enabled, cursor, created_us FROM webhooks";
+        self.read(Stmt::new(sql), webhook_from_row).await
     }
 
     /// Records a webhook's progress (outside the log writer: it is not an
@@ -428,25 +319,43 @@ impl Store {
         instance: &InstanceName,
         cursor: i64,
     ) -> Result<(), StoreError> {
-        match self {
-            Store::Postgres(s) => s.set_webhook_cursor(instance, cursor).await,
-            Store::Sqlite(s) => s.set_webhook_cursor(instance, cursor).await,
-        }
+        let sql = format!(
+            "UPDATE webhooks SET cursor = {}(cursor, $2) WHERE instance = $1",
+            self.pool.dialect().greatest()
+        );
+        self.pool
+            .execute(Stmt::new(sql).bind(instance.as_str()).bind(cursor))
+            .await?;
+        Ok(())
     }
 
     /// Checks the database answers, for `/ready`.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        match self {
-            Store::Postgres(s) => s.ping().await,
-            Store::Sqlite(s) => s.ping().await,
+        let answer = self.pool.fetch_one::<(i32,)>(Stmt::new("SELECT 1"));
+        match tokio::time::timeout(PING_TIMEOUT, answer).await {
+            Ok(result) => result.map(|_| ()),
+            Err(_) => Err(StoreError::Unavailable(std::sync::Arc::new(
+                std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer within 2 s"),
+            ))),
         }
     }
 
     pub async fn close(&self) {
-        match self {
-            Store::Postgres(s) => s.close().await,
-            Store::Sqlite(s) => s.close().await,
-        }
+        self.pool.close().await;
+    }
+
+    /// Runs a query and turns each row into what it stands for.
+    async fn read<T: FromEither, R>(
+        &self,
+        stmt: Stmt<'_>,
+        decode: impl Fn(T) -> Result<R, StoreError>,
+    ) -> Result<Vec<R>, StoreError> {
+        self.pool
+            .fetch_all(stmt)
+            .await?
+            .into_iter()
+            .map(decode)
+            .collect()
     }
 }
 
@@ -469,283 +378,4 @@ fn create_private(path: &Path) -> anyhow::Result<()> {
             Err(err).with_context(|| format!("while creating the database file {}", path.display()))
         }
     }
-}
-
-fn is_postgres_url(url: &str) -> bool {
-    url.starts_with("postgres://") || url.starts_with("postgresql://")
-}
-
-/// One event row ready to insert: what the backends write.
-struct EventRow<'a> {
-    id: i64,
-    seq: i64,
-    event: &'a NewEvent,
-}
-
-/// Assigns ids and seqs to the events of the jobs that survived their
-/// changes, in job order. `last_id` and `seqs` are the locked heads; they are
-/// advanced in place so the caller can write them back.
-fn assign<'a>(
-    jobs: &'a [Job],
-    outcomes: &mut [Result<Vec<Committed>, StoreError>],
-    last_id: &mut i64,
-    seqs: &mut HashMap<InstanceName, i64>,
-) -> Vec<EventRow<'a>> {
-    let mut rows = Vec::with_capacity(jobs.iter().map(|j| j.events.len()).sum());
-    for (job, outcome) in jobs.iter().zip(outcomes.iter_mut()) {
-        let Ok(committed) = outcome else { continue };
-        for event in &job.events {
-            *last_id += 1;
-            let seq = seqs.entry(event.instance.clone()).or_insert(0);
-            *seq += 1;
-            committed.push(Committed {
-                id: *last_id,
-                seq: *seq,
-            });
-            rows.push(EventRow {
-                id: *last_id,
-                seq: *seq,
-                event,
-            });
-        }
-    }
-    rows
-}
-
-/// The distinct instances the jobs' events belong to.
-fn instances_in(jobs: &[Job]) -> Vec<InstanceName> {
-    let mut names: Vec<InstanceName> = jobs
-        .iter()
-        .flat_map(|j| j.events.iter().map(|e| e.instance.clone()))
-        .collect();
-    names.sort();
-    names.dedup();
-    names
-}
-
-fn to_micros(ts: DateTime<Utc>) -> i64 {
-    ts.timestamp_micros()
-}
-
-fn from_micros(us: i64) -> DateTime<Utc> {
-    Utc.timestamp_micros(us).single().unwrap_or_default()
-}
-
-/// Rebuilds an event read back from the log. A row this version cannot
-/// understand (a topic from the future, corrupt JSON) is reported, not
-/// panicked on.
-/// An `events` row as both backends select it:
-/// `id, instance, seq, topic, ts_us, data`.
-type EventTuple = (i64, String, i64, i16, i64, String);
-
-fn event_from_row(
-    (id, instance, seq, topic, ts_us, data): EventTuple,
-) -> Result<Event, StoreError> {
-    let corrupt =
-        |what: String| StoreError::Unavailable(format!("event {id} is unreadable: {what}"));
-    Ok(Event {
-        id,
-        seq,
-        instance: InstanceName::parse(&instance).map_err(|e| corrupt(e.to_string()))?,
-        topic: Topic::from_code(topic).ok_or_else(|| corrupt(format!("unknown topic {topic}")))?,
-        timestamp: from_micros(ts_us),
-        data: RawValue::from_string(data).map_err(|e| corrupt(e.to_string()))?,
-    })
-}
-
-/// An `instances` row: `name, id, driver, key_hash, enabled, ws_enabled,
-/// ws_events, created_us, retention_age_secs, retention_events`.
-type InstanceTuple = (
-    String,
-    String,
-    String,
-    String,
-    bool,
-    bool,
-    Option<i64>,
-    i64,
-    Option<i64>,
-    Option<i64>,
-);
-
-fn instance_from_row(
-    (name, id, driver, key_hash, enabled, ws_enabled, ws_events, created_us, age, events): InstanceTuple,
-) -> Result<InstanceRow, StoreError> {
-    let name = name.as_str();
-    let retention = Retention {
-        max_age_secs: age.and_then(|v| u64::try_from(v).ok()),
-        max_events: events.and_then(|v| u64::try_from(v).ok()),
-    };
-    let websocket = WebsocketSettings {
-        enabled: ws_enabled,
-        events: ws_events.map(|bits| TopicSet::from_bits(bits as u16)),
-    };
-    let corrupt =
-        |what: String| StoreError::Unavailable(format!("instance '{name}' is unreadable: {what}"));
-    Ok(InstanceRow {
-        name: InstanceName::parse(name).map_err(|e| corrupt(e.to_string()))?,
-        id: Uuid::parse_str(&id).map_err(|e| corrupt(e.to_string()))?,
-        driver: serde_json::from_str(&driver).map_err(|e| corrupt(e.to_string()))?,
-        key_hash,
-        enabled,
-        websocket,
-        retention,
-        created_at: from_micros(created_us),
-    })
-}
-
-/// A `webhooks` row: `instance, url, headers, events, enabled, cursor,
-/// created_us`.
-pub(crate) type WebhookTuple = (String, String, String, Option<i64>, bool, i64, i64);
-
-fn webhook_from_row(
-    (instance, url, headers, events, enabled, cursor, created_us): WebhookTuple,
-) -> Result<WebhookRow, StoreError> {
-    let corrupt = |what: String| {
-        StoreError::Unavailable(format!("the webhook of '{instance}' is unreadable: {what}"))
-    };
-    let headers: std::collections::BTreeMap<String, String> =
-        serde_json::from_str(&headers).map_err(|e| corrupt(e.to_string()))?;
-    Ok(WebhookRow {
-        instance: InstanceName::parse(&instance).map_err(|e| corrupt(e.to_string()))?,
-        url,
-        headers: headers.into_iter().collect(),
-        events: events.map(|bits| TopicSet::from_bits(bits as u16)),
-        enabled,
-        cursor,
-        created_at: from_micros(created_us),
-    })
-}
-
-fn headers_json(headers: &[(String, String)]) -> String {
-    let map: std::collections::BTreeMap<&str, &str> = headers
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    // unwrap: a map of strings always serializes.
-    #[allow(clippy::unwrap_used)]
-    serde_json::to_string(&map).unwrap()
-}
-
-fn opt_i64(value: Option<u64>) -> Option<i64> {
-    value.map(|v| i64::try_from(v).unwrap_or(i64::MAX))
-}
-
-/// An `outbox` row: `id, instance, recipient, body, status, error, created_us`.
-type OutboxTuple = (String, String, String, String, String, Option<String>, i64);
-
-fn outbox_from_row(
-    (id, instance, recipient, body, status, error, created_us): OutboxTuple,
-) -> Result<OutboxRow, StoreError> {
-    let (instance, status) = (instance.as_str(), status.as_str());
-    let corrupt =
-        |what: String| StoreError::Unavailable(format!("message '{id}' is unreadable: {what}"));
-    Ok(OutboxRow {
-        instance: InstanceName::parse(instance).map_err(|e| corrupt(e.to_string()))?,
-        status: DeliveryStatus::parse(status)
-            .ok_or_else(|| corrupt(format!("unknown status {status}")))?,
-        id,
-        recipient,
-        body,
-        error,
-        created_at: from_micros(created_us),
-    })
-}
-
-/// An `outbox_parts` row: `message_id, instance, part, total, reference,
-/// recipient, status, sent_us`.
-type PartTuple = (String, String, i64, i64, i64, String, String, i64);
-
-fn part_from_row(
-    (message_id, instance, part, total, reference, recipient, status, sent_us): PartTuple,
-) -> Result<PartRow, StoreError> {
-    let corrupt = |what: String| {
-        StoreError::Unavailable(format!(
-            "part {part} of message '{message_id}' is unreadable: {what}"
-        ))
-    };
-    Ok(PartRow {
-        instance: InstanceName::parse(&instance).map_err(|e| corrupt(e.to_string()))?,
-        status: DeliveryStatus::parse(&status)
-            .ok_or_else(|| corrupt(format!("unknown status {status}")))?,
-        part: u32::try_from(part).map_err(|e| corrupt(e.to_string()))?,
-        total: u32::try_from(total).map_err(|e| corrupt(e.to_string()))?,
-        reference: u32::try_from(reference).map_err(|e| corrupt(e.to_string()))?,
-        message_id,
-        recipient,
-        sent_at: from_micros(sent_us),
-    })
-}
-
-/// An `inbox_parts` row: `instance, sender, reference, total, sequence,
-/// content, sent_at, received_us, raw`.
-type InboundPartTuple = (
-    String,
-    String,
-    i64,
-    i64,
-    i64,
-    String,
-    i64,
-    i64,
-    Option<String>,
-);
-
-fn inbound_part_from_row(
-    (instance, sender, reference, total, sequence, content, sent_at, received_us, raw): InboundPartTuple,
-) -> Result<InboundPartRow, StoreError> {
-    let corrupt = |what: String| {
-        StoreError::Unavailable(format!(
-            "an inbound part from {sender} is unreadable: {what}"
-        ))
-    };
-    Ok(InboundPartRow {
-        instance: InstanceName::parse(&instance).map_err(|e| corrupt(e.to_string()))?,
-        reference: u32::try_from(reference).map_err(|e| corrupt(e.to_string()))?,
-        total: u32::try_from(total).map_err(|e| corrupt(e.to_string()))?,
-        sequence: u32::try_from(sequence).map_err(|e| corrupt(e.to_string()))?,
-        sender,
-        content,
-        raw,
-        sent_at,
-        received_at: from_micros(received_us),
-    })
-}
-
-/// Joins group rows `(id, name, owner, created_us)` with member rows
-/// `(group_id, member)`, both ordered, into groups.
-fn groups_from_rows(
-    instance: &InstanceName,
-    groups: Vec<(String, String, String, i64)>,
-    members: Vec<(String, String)>,
-) -> Vec<GroupRow> {
-    let mut by_group: HashMap<String, Vec<String>> = HashMap::new();
-    for (group, member) in members {
-        by_group.entry(group).or_default().push(member);
-    }
-    groups
-        .into_iter()
-        .map(|(id, name, owner, created_us)| GroupRow {
-            instance: instance.clone(),
-            participants: by_group.remove(&id).unwrap_or_default(),
-            id,
-            name,
-            owner,
-            created_at: from_micros(created_us),
-        })
-        .collect()
-}
-
-fn expect_one(affected: u64, what: impl FnOnce() -> String) -> Result<(), StoreError> {
-    if affected == 0 {
-        Err(StoreError::NotFound(what()))
-    } else {
-        Ok(())
-    }
-}
-
-fn driver_json(driver: &DriverConfig) -> String {
-    // unwrap: a driver config is plain strings and numbers.
-    #[allow(clippy::unwrap_used)]
-    serde_json::to_string(driver).unwrap()
 }

@@ -23,5 +23,6 @@ mod docker;
 mod durability;
 mod filters;
 mod instances;
+mod isolation;
 mod modem;
 mod whole_loop;

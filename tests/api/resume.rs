@@ -14,7 +14,7 @@ use serde_json::Value;
 use switchboard::{
     domain::InstanceName,
     event::data::{Direction, MessageData, Payload},
-    store::{EventLog, Job},
+    store::{EventLog, Isolation, Job},
 };
 use tokio::sync::watch;
 
@@ -244,7 +244,7 @@ on_both_backends! {
             .collect();
         app.log
             .store()
-            .commit(&[Job { events, changes: Vec::new() }])
+            .commit(&[Job { events, changes: Vec::new() }], Isolation::Batch)
             .await
             .expect("direct commit");
         append_messages(&app.log, "alpha", 2, 2, 10).await;

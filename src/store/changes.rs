@@ -1,0 +1,339 @@
+//! What each [`Change`] writes: the state beside the log, written once for
+//! both backends. It runs inside the job's savepoint (see `commit.rs`), so a
+//! change that fails undoes the job's earlier changes and no other job's.
+
+use super::{
+    db::{Dialect, Stmt, Tx},
+    rows::{driver_json, headers_json, opt_i64, to_micros, topic_mask},
+    Change, StoreError, INBOX_SEEN_RETENTION,
+};
+use crate::domain::InstanceName;
+
+fn not_found(rows: u64, what: impl FnOnce() -> String) -> Result<(), StoreError> {
+    if rows == 0 {
+        Err(StoreError::NotFound(what()))
+    } else {
+        Ok(())
+    }
+}
+
+/// Applies one job's changes, in order; the first that fails stops the
+/// job (its savepoint is then rolled back by the caller).
+pub(super) async fn apply_changes(tx: &mut Tx<'_>, changes: &[Change]) -> Result<(), StoreError> {
+    let dialect = tx.dialect();
+    let now = to_micros(chrono::Utc::now());
+    for change in changes {
+        match change {
+            Change::CreateInstance(row) => {
+                tx.execute(
+                    Stmt::new(
+                        "INSERT INTO instances \
+                         (name, id, driver, key_hash, enabled, ws_enabled, ws_events, created_us, \
+                          retention_age_secs, retention_events) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                    )
+                    .bind(row.name.as_str())
+                    .bind(row.id.to_string())
+                    .bind(driver_json(&row.driver))
+                    .bind(&row.key_hash)
+                    .bind(row.enabled)
+                    .bind(row.websocket.enabled)
+                    .bind(topic_mask(row.websocket.events))
+                    .bind(to_micros(row.created_at))
+                    .bind(opt_i64(row.retention.max_age_secs))
+                    .bind(opt_i64(row.retention.max_events)),
+                )
+                .await
+                .map_err(|e| match e {
+                    StoreError::Conflict(_) => {
+                        StoreError::Conflict(format!("instance '{}' already exists", row.name))
+                    }
+                    other => other,
+                })?;
+            }
+            Change::DeleteInstance(name) => {
+                let deleted = tx
+                    .execute(Stmt::new("DELETE FROM instances WHERE name = $1").bind(name.as_str()))
+                    .await?;
+                not_found(deleted, || format!("instance '{name}' not found"))?;
+                for table in [
+                    "outbox",
+                    "groups",
+                    "group_members",
+                    "webhooks",
+                    "retention_horizon",
+                    "events",
+                    "outbox_parts",
+                    "inbox_parts",
+                    "inbox_seen",
+                ] {
+                    let sql = format!("DELETE FROM {table} WHERE instance = $1");
+                    tx.execute(Stmt::new(sql).bind(name.as_str())).await?;
+                }
+            }
+            Change::SetEnabled { name, enabled } => {
+                let updated = tx
+                    .execute(
+                        Stmt::new("UPDATE instances SET enabled = $2 WHERE name = $1")
+                            .bind(name.as_str())
+                            .bind(*enabled),
+                    )
+                    .await?;
+                not_found(updated, || format!("instance '{name}' not found"))?;
+            }
+            Change::SetWebsocket { name, settings } => {
+                let updated = tx
+                    .execute(
+                        Stmt::new(
+                            "UPDATE instances SET ws_enabled = $2, ws_events = $3 WHERE name = $1",
+                        )
+                        .bind(name.as_str())
+                        .bind(settings.enabled)
+                        .bind(topic_mask(settings.events)),
+                    )
+                    .await?;
+                not_found(updated, || format!("instance '{name}' not found"))?;
+            }
+            Change::EnqueueMessage(row) => {
+                tx.execute(
+                    Stmt::new(
+                        "INSERT INTO outbox \
+                         (id, instance, recipient, body, status, error, created_us, updated_us) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
+                    )
+                    .bind(&row.id)
+                    .bind(row.instance.as_str())
+                    .bind(&row.recipient)
+                    .bind(&row.body)
+                    .bind(row.status.as_str())
+                    .bind(&row.error)
+                    .bind(to_micros(row.created_at)),
+                )
+                .await?;
+            }
+            Change::SetMessageStatus { id, status, error } => {
+                let updated = tx
+                    .execute(
+                        Stmt::new(
+                            "UPDATE outbox SET status = $2, error = $3, updated_us = $4 \
+                             WHERE id = $1",
+                        )
+                        .bind(id)
+                        .bind(status.as_str())
+                        .bind(error)
+                        .bind(now),
+                    )
+                    .await?;
+                not_found(updated, || format!("message '{id}' not found"))?;
+            }
+            Change::RecordPartSent(row) => {
+                tx.execute(
+                    Stmt::new(
+                        "INSERT INTO outbox_parts \
+                         (message_id, instance, part, total, reference, recipient, status, sent_us) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+                         ON CONFLICT (message_id, part) DO UPDATE SET \
+                         reference = excluded.reference, status = excluded.status, \
+                         sent_us = excluded.sent_us",
+                    )
+                    .bind(&row.message_id)
+                    .bind(row.instance.as_str())
+                    .bind(row.part)
+                    .bind(row.total)
+                    .bind(row.reference)
+                    .bind(&row.recipient)
+                    .bind(row.status.as_str())
+                    .bind(to_micros(row.sent_at)),
+                )
+                .await?;
+            }
+            Change::SetPartStatus {
+                message_id,
+                part,
+                status,
+            } => {
+                let updated = tx
+                    .execute(
+                        Stmt::new(
+                            "UPDATE outbox_parts SET status = $1 WHERE message_id = $2 AND part = $3",
+                        )
+                        .bind(status.as_str())
+                        .bind(message_id)
+                        .bind(*part),
+                    )
+                    .await?;
+                not_found(updated, || {
+                    format!("part {part} of message '{message_id}' not found")
+                })?;
+            }
+            Change::StoreInboundPart(row) => {
+                tx.execute(
+                    Stmt::new(
+                        "INSERT INTO inbox_parts \
+                         (instance, sender, reference, total, sequence, content, sent_at, \
+                          received_us, raw) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
+                    )
+                    .bind(row.instance.as_str())
+                    .bind(&row.sender)
+                    .bind(row.reference)
+                    .bind(row.total)
+                    .bind(row.sequence)
+                    .bind(&row.content)
+                    .bind(row.sent_at)
+                    .bind(to_micros(row.received_at))
+                    .bind(&row.raw),
+                )
+                .await?;
+            }
+            Change::DeleteInboundParts {
+                instance,
+                sender,
+                reference,
+                total,
+            } => {
+                tx.execute(
+                    Stmt::new(
+                        "DELETE FROM inbox_parts WHERE instance = $1 AND sender = $2 \
+                         AND reference = $3 AND total = $4",
+                    )
+                    .bind(instance.as_str())
+                    .bind(sender)
+                    .bind(*reference)
+                    .bind(*total),
+                )
+                .await?;
+            }
+            Change::MarkInboundSeen { instance, digest } => {
+                let expired = now - INBOX_SEEN_RETENTION.as_micros() as i64;
+                tx.execute(Stmt::new("DELETE FROM inbox_seen WHERE seen_us < $1").bind(expired))
+                    .await?;
+                tx.execute(
+                    Stmt::new(
+                        "INSERT INTO inbox_seen (instance, digest, seen_us) VALUES ($1, $2, $3)",
+                    )
+                    .bind(instance.as_str())
+                    .bind(digest)
+                    .bind(now),
+                )
+                .await?;
+            }
+            Change::SetRetention { name, retention } => {
+                let updated = tx
+                    .execute(
+                        Stmt::new(
+                            "UPDATE instances SET retention_age_secs = $2, retention_events = $3 \
+                             WHERE name = $1",
+                        )
+                        .bind(name.as_str())
+                        .bind(opt_i64(retention.max_age_secs))
+                        .bind(opt_i64(retention.max_events)),
+                    )
+                    .await?;
+                not_found(updated, || format!("instance '{name}' not found"))?;
+            }
+            Change::SetWebhook { webhook } => {
+                tx.execute(
+                    Stmt::new(
+                        "INSERT INTO webhooks \
+                         (instance, url, headers, events, enabled, cursor, created_us) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                         ON CONFLICT (instance) DO UPDATE SET url = excluded.url, \
+                         headers = excluded.headers, events = excluded.events, \
+                         enabled = excluded.enabled",
+                    )
+                    .bind(webhook.instance.as_str())
+                    .bind(&webhook.url)
+                    .bind(headers_json(&webhook.headers))
+                    .bind(topic_mask(webhook.events))
+                    .bind(webhook.enabled)
+                    .bind(webhook.cursor)
+                    .bind(to_micros(webhook.created_at)),
+                )
+                .await?;
+            }
+            Change::CreateGroup(row) => {
+                tx.execute(
+                    Stmt::new(
+                        "INSERT INTO groups (instance, id, name, owner, created_us) \
+                         VALUES ($1, $2, $3, $4, $5)",
+                    )
+                    .bind(row.instance.as_str())
+                    .bind(&row.id)
+                    .bind(&row.name)
+                    .bind(&row.owner)
+                    .bind(to_micros(row.created_at)),
+                )
+                .await?;
+                add_members(tx, dialect, &row.instance, &row.id, &row.participants).await?;
+            }
+            Change::AddGroupMembers {
+                instance,
+                id,
+                members,
+            } => {
+                group_exists(tx, instance, id).await?;
+                add_members(tx, dialect, instance, id, members).await?;
+            }
+            Change::RemoveGroupMembers {
+                instance,
+                id,
+                members,
+            } => {
+                group_exists(tx, instance, id).await?;
+                let sql = format!(
+                    "DELETE FROM group_members WHERE instance = $1 AND group_id = $2 AND {}",
+                    dialect.in_list("member", 3)
+                );
+                tx.execute(
+                    Stmt::new(sql)
+                        .bind(instance.as_str())
+                        .bind(id)
+                        .bind(members.as_slice()),
+                )
+                .await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn group_exists(
+    tx: &mut Tx<'_>,
+    instance: &InstanceName,
+    id: &str,
+) -> Result<(), StoreError> {
+    let found: Option<(i32,)> = tx
+        .fetch_optional(
+            Stmt::new("SELECT 1 FROM groups WHERE instance = $1 AND id = $2")
+                .bind(instance.as_str())
+                .bind(id),
+        )
+        .await?;
+    found
+        .map(|_| ())
+        .ok_or_else(|| StoreError::NotFound(format!("group '{id}' not found")))
+}
+
+async fn add_members(
+    tx: &mut Tx<'_>,
+    dialect: Dialect,
+    instance: &InstanceName,
+    id: &str,
+    members: &[String],
+) -> Result<(), StoreError> {
+    // `WHERE true` keeps SQLite from reading the upsert's ON as a join's.
+    let sql = format!(
+        "INSERT INTO group_members (instance, group_id, member) \
+         SELECT $1, $2, value FROM {} WHERE true ON CONFLICT DO NOTHING",
+        dialect.each(3)
+    );
+    tx.execute(
+        Stmt::new(sql)
+            .bind(instance.as_str())
+            .bind(id)
+            .bind(members),
+    )
+    .await?;
+    Ok(())
+}
