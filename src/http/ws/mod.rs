@@ -40,12 +40,13 @@
 //! A client that falls behind is not closed: it is caught up from the log
 //! at its own pace (see [`crate::hub::feed`]).
 
+pub mod protocol;
 mod session;
 
 use std::time::Duration;
 
 use actix_codec::Framed;
-use actix_http::{h1, ws::Codec, Request};
+use actix_http::{h1, Request};
 use actix_service::{fn_service, ServiceFactory};
 use actix_web::{http::StatusCode, web, HttpRequest, HttpResponse, ResponseError};
 use bytes::BytesMut;
@@ -53,13 +54,19 @@ use serde_json::json;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use super::{
-    realtime::{admit, check_origin},
+    realtime::{admit, check_origin, choose_profile, credentials, Endpoint, StreamParams},
     AppState,
 };
-use crate::http::error::ApiError;
-use session::Session;
+use crate::{
+    domain::{StreamProfile, Topic, TopicSet},
+    http::error::ApiError,
+};
+use session::{Session, Voice};
 
-pub use session::{CLOSE_CURSOR_EXPIRED, CLOSE_HEARTBEAT, CLOSE_RATE_LIMITED, CLOSE_TOKEN_EXPIRED};
+pub use session::{
+    CLOSE_CURSOR_EXPIRED, CLOSE_HEARTBEAT, CLOSE_RATE_LIMITED, CLOSE_STUCK, CLOSE_TOKEN_EXPIRED,
+    MAX_REPLY_BACKLOG,
+};
 
 /// How long a handshake answer or a refusal may take to get out.
 const HANDSHAKE_GRACE: Duration = Duration::from_secs(5);
@@ -105,12 +112,38 @@ where
     })
 }
 
-/// Which instance a WebSocket path names: `Ok(None)` for `/` and `/ws`.
-fn route(path: &str) -> Result<Option<String>, ApiError> {
+/// Seed 003's endpoints: the `feed` profile, and the events each stands for
+/// (`None`: every event). These names are taken: an instance called `feed`
+/// is watched through `/ws?instances=feed`.
+const FEED_ENDPOINTS: [(&str, Option<&[Topic]>); 4] = [
+    ("feed", None),
+    ("notifications", None),
+    ("presence", Some(&[Topic::Presence, Topic::Status])),
+    ("calls", Some(&[Topic::Call])),
+];
+
+/// What a WebSocket path stands for: `/` and `/ws` every instance the
+/// credential sees, `/ws/{instance}` one, and seed 003's endpoints.
+fn route(path: &str) -> Result<Endpoint, ApiError> {
     match path.trim_end_matches('/') {
-        "" | "/ws" => Ok(None),
+        "" | "/ws" => Ok(Endpoint::default()),
         other => match other.strip_prefix("/ws/") {
-            Some(instance) if !instance.contains('/') => Ok(Some(instance.to_owned())),
+            Some(name) if !name.contains('/') => {
+                let feed = FEED_ENDPOINTS
+                    .iter()
+                    .find(|(endpoint, _)| *endpoint == name);
+                Ok(match feed {
+                    Some((_, topics)) => Endpoint {
+                        instance: None,
+                        profile: Some(StreamProfile::Feed),
+                        topics: topics.map(TopicSet::of),
+                    },
+                    None => Endpoint {
+                        instance: Some(name.to_owned()),
+                        ..Endpoint::default()
+                    },
+                })
+            }
             _ => Err(ApiError::NotFound(format!(
                 "no WebSocket endpoint at {}",
                 super::truncate(path, 200)
@@ -137,7 +170,7 @@ where
     drop(parts.read_buf);
     drop(parts.write_buf);
 
-    let checked = route(head.uri.path()).and_then(|path_instance| {
+    let checked = route(head.uri.path()).and_then(|endpoint| {
         if !state.settings.http.websocket_enabled {
             return Err(ApiError::NotFound(
                 "WebSocket is disabled on this server".into(),
@@ -151,10 +184,19 @@ where
         actix_http::ws::verify_handshake(head)
             .map_err(|e| ApiError::BadRequest(format!("not a valid WebSocket handshake: {e}")))?;
         check_origin(head, &state.settings.http.allowed_origins)?;
-        Ok(path_instance)
+        let params = StreamParams::parse(head)?;
+        let profile = choose_profile(&params, &endpoint, state.settings.http.stream_profile)?;
+        if profile == StreamProfile::Feed {
+            // Seed 003's client resets its reconnect backoff whenever a
+            // socket opens: refused after the upgrade, a bad token would
+            // reconnect every two seconds forever. Refused here, it backs
+            // off and gives up.
+            credentials(head, peer, &state, &params)?;
+        }
+        Ok((endpoint, profile))
     });
-    let path_instance = match checked {
-        Ok(path_instance) => path_instance,
+    let (endpoint, profile) = match checked {
+        Ok(checked) => checked,
         Err(err) => {
             let _ = tokio::time::timeout(HANDSHAKE_GRACE, http_error(&mut io, &err)).await;
             return;
@@ -166,8 +208,8 @@ where
     let accept_key = actix_http::ws::hash_key(key.as_bytes());
     // Admitted clients join the hub before the 101 goes out, so every event
     // committed after a client saw its handshake succeed reaches it.
-    let admitted = admit(head, peer, &state, path_instance, None).map(|admission| {
-        tracing::debug!(scope = %admission.scope.describe(), start = ?admission.start, "websocket admitted");
+    let admitted = admit(head, peer, &state, &endpoint, None).map(|admission| {
+        tracing::debug!(scope = %admission.scope.describe(), start = ?admission.start, %profile, "websocket admitted");
         let feed = state.service.open_feed(admission.filter, admission.start);
         (admission.scope, admission.slot, feed)
     });
@@ -181,16 +223,19 @@ where
         return;
     }
 
-    let codec = Codec::new().max_size(state.settings.limits.max_message_size);
+    let voice = Voice {
+        profile,
+        instance: endpoint.instance,
+    };
     let sessions = state.sessions.clone();
     match admitted {
         Ok((scope, slot, feed)) => {
-            let session = Session::new(io, codec, early, scope, feed, state.clone(), peer, slot);
+            let session = Session::new(io, early, voice, scope, feed, state.clone(), peer, slot);
             actix_rt::spawn(sessions.track_future(session.run()));
         }
         Err(err) => {
             tracing::debug!(code = err.code(), "websocket refused");
-            actix_rt::spawn(sessions.track_future(session::refuse(io, codec, err)));
+            actix_rt::spawn(sessions.track_future(session::refuse(io, voice, err)));
         }
     }
 }
@@ -204,10 +249,14 @@ async fn http_error<T: AsyncWrite + Unpin>(io: &mut T, err: &ApiError) -> std::i
     out.extend_from_slice(
         format!(
             "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
-             connection: close\r\n\r\n",
+             {}connection: close\r\n\r\n",
             status.as_u16(),
             status.canonical_reason().unwrap_or(""),
-            body.len()
+            body.len(),
+            match err {
+                ApiError::RateLimited(_) => "retry-after: 60\r\n",
+                _ => "",
+            }
         )
         .as_bytes(),
     );
@@ -218,14 +267,26 @@ async fn http_error<T: AsyncWrite + Unpin>(io: &mut T, err: &ApiError) -> std::i
 
 #[cfg(test)]
 mod tests {
-    use super::route;
+    use super::*;
 
     #[test]
-    fn websocket_paths_name_their_instance() {
-        assert_eq!(route("/").expect("root"), None);
-        assert_eq!(route("/ws").expect("ws"), None);
-        assert_eq!(route("/ws/").expect("ws/"), None);
-        assert_eq!(route("/ws/alpha").expect("one").as_deref(), Some("alpha"));
+    fn websocket_paths_name_their_instance_or_their_profile() {
+        assert_eq!(route("/").expect("root"), Endpoint::default());
+        assert_eq!(route("/ws").expect("ws"), Endpoint::default());
+        assert_eq!(route("/ws/").expect("ws/"), Endpoint::default());
+        assert_eq!(
+            route("/ws/alpha").expect("one").instance.as_deref(),
+            Some("alpha")
+        );
+        let feed = route("/ws/feed").expect("feed");
+        assert_eq!(
+            (feed.instance, feed.profile, feed.topics),
+            (None, Some(StreamProfile::Feed), None)
+        );
+        assert_eq!(
+            route("/ws/calls").expect("calls").topics,
+            Some(TopicSet::of(&[Topic::Call]))
+        );
         assert!(route("/ws/a/b").is_err());
         assert!(route("/events").is_err());
     }
