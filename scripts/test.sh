@@ -196,6 +196,21 @@ fi
 export CHROMIUM
 log "Chromium: $CHROMIUM"
 
+# The seeds' Python clients and the protocol cross-check run on python3 with
+# the libraries the seeds use (websockets, websocket-client); installed with
+# pip when missing.
+if ! command -v python3 >/dev/null 2>&1; then
+  install_package "Python 3 (for the seed clients)" "install python3" python3 python3 python3 python3
+fi
+if ! python3 -m pip --version >/dev/null 2>&1; then
+  install_package "pip (for the seed clients)" "install pip for python3" python3-pip python3-pip py3-pip python3
+fi
+if ! python3 -c "import websockets, websocket" >/dev/null 2>&1; then
+  log "installing the Python WebSocket libraries the seed clients use"
+  python3 -m pip install -q websockets websocket-client 2>/dev/null ||
+    python3 -m pip install -q --break-system-packages websockets websocket-client
+fi
+
 # Databases left by earlier runs (each test makes its own).
 if command -v psql >/dev/null 2>&1; then
   psql "$TEST_DATABASE_URL" -Atqc "SELECT datname FROM pg_database WHERE datname LIKE 'sbtest_%'" 2>/dev/null |
