@@ -55,7 +55,7 @@ async fn a_ping_flood_that_reads_nothing_is_closed_with_bounded_memory() {
     let app = TestApp::spawn(&db).await;
     app.create_instance("alpha", quick_simulator()).await;
     let key = app.admin_key.clone();
-    let mut bystander = app.ws(&format!("/ws/alpha?apikey={key}")).await;
+    let mut bystander = app.ws(&format!("/ws/alpha?apikey={key}&events=message")).await;
     let baseline_rss = resident_bytes();
 
     let socket = small_window_socket(app.port).await;
