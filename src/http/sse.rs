@@ -54,7 +54,13 @@ pub async fn stream(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    open(req, state, Endpoint::default()).await
+    // Seed 000's filter words choose its profile on WebSocket only: its
+    // clients do not use SSE.
+    let endpoint = Endpoint {
+        profile: Some(state.settings.http.stream_profile),
+        ..Endpoint::default()
+    };
+    open(req, state, endpoint).await
 }
 
 /// `GET /events` when the client asks for `text/event-stream` (an

@@ -107,13 +107,23 @@ impl Browser {
         let (page, _) = tokio_tungstenite::connect_async(page_ws.as_str())
             .await
             .expect("connect to the page over DevTools");
-        Browser {
+        let mut browser = Browser {
             child,
             _profile: profile,
             page,
             next_id: 0,
             console: Vec::new(),
-        }
+        };
+        // A script run before the page has loaded would be lost with the
+        // document it ran in.
+        let loaded = format!("location.href === {url:?} && document.readyState === 'complete'");
+        wait_for(
+            &format!("{url} to load"),
+            Duration::from_secs(30),
+            async || browser.eval(&loaded).await == Value::Bool(true),
+        )
+        .await;
+        browser
     }
 
     /// From now on, console messages and uncaught exceptions of the page are
@@ -187,7 +197,10 @@ impl Browser {
             let reply: Value = serde_json::from_str(&text).expect("DevTools JSON");
             match reply["method"].as_str() {
                 Some("Runtime.consoleAPICalled") => {
-                    let args = reply["params"]["args"].as_array().cloned().unwrap_or_default();
+                    let args = reply["params"]["args"]
+                        .as_array()
+                        .cloned()
+                        .unwrap_or_default();
                     let line: Vec<String> = args
                         .iter()
                         .map(|a| match &a["value"] {

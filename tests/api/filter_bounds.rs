@@ -24,7 +24,12 @@ async fn acknowledged(ws: &mut WsClient, message: Value) -> (Value, usize) {
     ws.send_json(message).await;
     let reply = ws.control(WAIT).await;
     let size = reply.to_string().len();
-    assert!(reply["type"].as_str().is_some_and(|t| t.ends_with("subscribed")), "{reply}");
+    assert!(
+        reply["type"]
+            .as_str()
+            .is_some_and(|t| t.ends_with("subscribed")),
+        "{reply}"
+    );
     (reply["data"].clone(), size)
 }
 

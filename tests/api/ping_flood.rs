@@ -55,7 +55,9 @@ async fn a_ping_flood_that_reads_nothing_is_closed_with_bounded_memory() {
     let app = TestApp::spawn(&db).await;
     app.create_instance("alpha", quick_simulator()).await;
     let key = app.admin_key.clone();
-    let mut bystander = app.ws(&format!("/ws/alpha?apikey={key}&events=message")).await;
+    let mut bystander = app
+        .ws(&format!("/ws/alpha?apikey={key}&events=message"))
+        .await;
     let baseline_rss = resident_bytes();
 
     let socket = small_window_socket(app.port).await;
@@ -68,11 +70,18 @@ async fn a_ping_flood_that_reads_nothing_is_closed_with_bounded_memory() {
     let max_owed = Arc::new(AtomicUsize::new(0));
     let max_rss = Arc::new(AtomicUsize::new(baseline_rss));
     let sampler = {
-        let (done, max_owed, max_rss, hub) =
-            (done.clone(), max_owed.clone(), max_rss.clone(), app.hub.clone());
+        let (done, max_owed, max_rss, hub) = (
+            done.clone(),
+            max_owed.clone(),
+            max_rss.clone(),
+            app.hub.clone(),
+        );
         tokio::spawn(async move {
             while !done.load(Ordering::Relaxed) {
-                max_owed.fetch_max(hub.stats().owed_bytes.load(Ordering::Relaxed), Ordering::Relaxed);
+                max_owed.fetch_max(
+                    hub.stats().owed_bytes.load(Ordering::Relaxed),
+                    Ordering::Relaxed,
+                );
                 max_rss.fetch_max(resident_bytes(), Ordering::Relaxed);
                 // pacing only: the sampler's period; nothing is decided by it.
                 tokio::time::sleep(Duration::from_millis(5)).await;
@@ -83,32 +92,52 @@ async fn a_ping_flood_that_reads_nothing_is_closed_with_bounded_memory() {
     // Pings with the largest payload a control frame may carry, written as
     // fast as the server takes them, until the server drops this client
     // (its connection count falls back to the bystander alone) or the bound.
-    let batch: Vec<u8> = (0..256).flat_map(|_| frame(0x89, &[b'p'; 125], true)).collect();
+    let batch: Vec<u8> = (0..256)
+        .flat_map(|_| frame(0x89, &[b'p'; 125], true))
+        .collect();
     let started = Instant::now();
     let mut sent = 0;
     while connections() > 1 && sent < FLOOD_BYTES && started.elapsed() < FLOOD_TIME {
-        match tokio::time::timeout(Duration::from_millis(100), flood.stream.write_all(&batch)).await {
+        match tokio::time::timeout(Duration::from_millis(100), flood.stream.write_all(&batch)).await
+        {
             Ok(Ok(())) => sent += batch.len(),
             Ok(Err(_)) => break,
             // The server stopped reading: see whether it closed us.
             Err(_) => continue,
         }
     }
-    wait_for("the flooding client to be dropped", WAIT, async || connections() == 1).await;
+    wait_for("the flooding client to be dropped", WAIT, async || {
+        connections() == 1
+    })
+    .await;
     done.store(true, Ordering::Relaxed);
     sampler.await.expect("sampler");
 
     let owed = max_owed.load(Ordering::Relaxed);
     let growth = max_rss.load(Ordering::Relaxed).saturating_sub(baseline_rss);
-    assert!(owed <= MAX_OWED, "the server owed the flooder {owed} bytes at once");
-    assert!(growth <= MAX_GROWTH, "memory grew by {growth} bytes during the flood ({sent} bytes of pings)");
+    assert!(
+        owed <= MAX_OWED,
+        "the server owed the flooder {owed} bytes at once"
+    );
+    assert!(
+        growth <= MAX_GROWTH,
+        "memory grew by {growth} bytes during the flood ({sent} bytes of pings)"
+    );
     // It is told why, now that it reads.
     let (code, texts) = flood.close(WAIT).await;
     assert_eq!(code, Some(4029), "{texts:?}");
-    assert_eq!(texts.last().map(|t| t["data"]["code"].clone()), Some(json!("RATE_LIMITED")));
+    assert_eq!(
+        texts.last().map(|t| t["data"]["code"].clone()),
+        Some(json!("RATE_LIMITED"))
+    );
 
     // The bystander noticed nothing.
-    let marker = append_marker(&app.log, "alpha", marker_message(Direction::Incoming, "after the flood")).await;
+    let marker = append_marker(
+        &app.log,
+        "alpha",
+        marker_message(Direction::Incoming, "after the flood"),
+    )
+    .await;
     bystander.assert_next_is_marker(marker).await;
     bystander.send_json(json!({ "type": "ping" })).await;
     assert_eq!(bystander.control(WAIT).await["type"], "pong");
@@ -134,7 +163,10 @@ async fn a_client_that_reads_a_trickle_of_what_it_is_owed_is_closed_as_stuck() {
     let pong = frame(0x8A, b"", true);
     let started = Instant::now();
     let closed = loop {
-        assert!(started.elapsed() < Duration::from_secs(30), "the trickling client was never closed");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the trickling client was never closed"
+        );
         slow.send(&pong).await;
         let mut few = [0u8; 64];
         let read = tokio::time::timeout(
@@ -152,9 +184,11 @@ async fn a_client_that_reads_a_trickle_of_what_it_is_owed_is_closed_as_stuck() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
     assert!(closed);
-    wait_for("the stuck client's place to be given back", WAIT, async || {
-        app.hub.stats().connections.load(Ordering::Relaxed) == 0
-    })
+    wait_for(
+        "the stuck client's place to be given back",
+        WAIT,
+        async || app.hub.stats().connections.load(Ordering::Relaxed) == 0,
+    )
     .await;
     app.stop().await;
 }

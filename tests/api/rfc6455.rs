@@ -134,7 +134,8 @@ impl RawWs {
         loop {
             match self.next_frame(timeout).await {
                 Some((first, payload)) if first & 0x0F == 0x8 => {
-                    let code = (payload.len() >= 2).then(|| u16::from_be_bytes([payload[0], payload[1]]));
+                    let code =
+                        (payload.len() >= 2).then(|| u16::from_be_bytes([payload[0], payload[1]]));
                     if payload.len() > 2 {
                         std::str::from_utf8(&payload[2..]).expect("the close reason is UTF-8");
                     }
@@ -202,21 +203,69 @@ async fn every_malformed_frame_sequence_fails_the_connection_with_the_rfc_close_
     let cases: Vec<(&str, Vec<Vec<u8>>, u16)> = vec![
         ("reserved opcode 0x3", vec![frame(0x83, b"", true)], 1002),
         ("reserved opcode 0x7", vec![frame(0x87, b"x", true)], 1002),
-        ("reserved control opcode 0xB", vec![frame(0x8B, b"", true)], 1002),
-        ("reserved control opcode 0xF", vec![frame(0x8F, b"", true)], 1002),
-        ("RSV1 without an extension", vec![frame(0xC1, ping, true)], 1002),
+        (
+            "reserved control opcode 0xB",
+            vec![frame(0x8B, b"", true)],
+            1002,
+        ),
+        (
+            "reserved control opcode 0xF",
+            vec![frame(0x8F, b"", true)],
+            1002,
+        ),
+        (
+            "RSV1 without an extension",
+            vec![frame(0xC1, ping, true)],
+            1002,
+        ),
         ("RSV2", vec![frame(0xA1, ping, true)], 1002),
         ("RSV3 on a ping", vec![frame(0x99, b"", true)], 1002),
-        ("an unmasked text frame", vec![frame(0x81, ping, false)], 1002),
+        (
+            "an unmasked text frame",
+            vec![frame(0x81, ping, false)],
+            1002,
+        ),
         ("an unmasked ping", vec![frame(0x89, b"", false)], 1002),
-        ("a fragmented ping", vec![frame(0x09, b"a", true), frame(0x80, b"b", true)], 1002),
-        ("a fragmented close", vec![frame(0x08, &close_payload(1000, b""), true)], 1002),
-        ("a ping of 126 bytes", vec![frame(0x89, &[b'p'; 126], true)], 1002),
-        ("a pong of 126 bytes", vec![frame(0x8A, &[b'p'; 126], true)], 1002),
-        ("a close of 126 bytes", vec![frame(0x88, &close_payload(1000, &[b'r'; 124]), true)], 1002),
-        ("a 64-bit length with its top bit set", vec![long_length], 1002),
-        ("a continuation with nothing to continue", vec![frame(0x80, ping, true)], 1002),
-        ("an unfinished continuation with nothing to continue", vec![frame(0x00, b"{", true)], 1002),
+        (
+            "a fragmented ping",
+            vec![frame(0x09, b"a", true), frame(0x80, b"b", true)],
+            1002,
+        ),
+        (
+            "a fragmented close",
+            vec![frame(0x08, &close_payload(1000, b""), true)],
+            1002,
+        ),
+        (
+            "a ping of 126 bytes",
+            vec![frame(0x89, &[b'p'; 126], true)],
+            1002,
+        ),
+        (
+            "a pong of 126 bytes",
+            vec![frame(0x8A, &[b'p'; 126], true)],
+            1002,
+        ),
+        (
+            "a close of 126 bytes",
+            vec![frame(0x88, &close_payload(1000, &[b'r'; 124]), true)],
+            1002,
+        ),
+        (
+            "a 64-bit length with its top bit set",
+            vec![long_length],
+            1002,
+        ),
+        (
+            "a continuation with nothing to continue",
+            vec![frame(0x80, ping, true)],
+            1002,
+        ),
+        (
+            "an unfinished continuation with nothing to continue",
+            vec![frame(0x00, b"{", true)],
+            1002,
+        ),
         (
             "a new text message inside a fragmented one",
             vec![frame(0x01, b"{\"type\":", true), frame(0x81, ping, true)],
@@ -227,37 +276,110 @@ async fn every_malformed_frame_sequence_fails_the_connection_with_the_rfc_close_
             vec![frame(0x01, b"{\"type\":", true), frame(0x02, b"x", true)],
             1002,
         ),
-        ("invalid UTF-8 in a text frame", vec![frame(0x81, b"{\"x\":\"\xff\"}", true)], 1007),
-        ("a surrogate encoded in UTF-8", vec![frame(0x81, b"\xed\xa0\x80", true)], 1007),
-        ("an overlong encoding", vec![frame(0x81, b"\xc0\xaf", true)], 1007),
+        (
+            "invalid UTF-8 in a text frame",
+            vec![frame(0x81, b"{\"x\":\"\xff\"}", true)],
+            1007,
+        ),
+        (
+            "a surrogate encoded in UTF-8",
+            vec![frame(0x81, b"\xed\xa0\x80", true)],
+            1007,
+        ),
+        (
+            "an overlong encoding",
+            vec![frame(0x81, b"\xc0\xaf", true)],
+            1007,
+        ),
         (
             "invalid UTF-8 across fragments",
-            vec![frame(0x01, b"{\"x\":\"\xe2\x82", true), frame(0x80, b"(\"}", true)],
+            vec![
+                frame(0x01, b"{\"x\":\"\xe2\x82", true),
+                frame(0x80, b"(\"}", true),
+            ],
             1007,
         ),
         (
             "a text ending inside a character",
-            vec![frame(0x01, b"{\"x\":\"", true), frame(0x80, b"\xe2\x82", true)],
+            vec![
+                frame(0x01, b"{\"x\":\"", true),
+                frame(0x80, b"\xe2\x82", true),
+            ],
             1007,
         ),
-        ("invalid UTF-8 in a close reason", vec![frame(0x88, &close_payload(1000, b"\xff\xfe"), true)], 1007),
-        ("a close payload of one byte", vec![frame(0x88, &[0x03], true)], 1002),
-        ("close code 0", vec![frame(0x88, &close_payload(0, b""), true)], 1002),
-        ("close code 999", vec![frame(0x88, &close_payload(999, b""), true)], 1002),
-        ("close code 1004 (reserved)", vec![frame(0x88, &close_payload(1004, b""), true)], 1002),
-        ("close code 1005 (never sent)", vec![frame(0x88, &close_payload(1005, b""), true)], 1002),
-        ("close code 1006 (never sent)", vec![frame(0x88, &close_payload(1006, b""), true)], 1002),
-        ("close code 1015 (never sent)", vec![frame(0x88, &close_payload(1015, b""), true)], 1002),
-        ("close code 1016 (unassigned)", vec![frame(0x88, &close_payload(1016, b""), true)], 1002),
-        ("close code 2999", vec![frame(0x88, &close_payload(2999, b""), true)], 1002),
-        ("close code 5000", vec![frame(0x88, &close_payload(5000, b""), true)], 1002),
-        ("a text frame over the size limit", vec![frame(0x81, &[b' '; 4097], true)], 1009),
         (
-            "a fragmented message over the size limit",
-            vec![frame(0x01, &[b' '; 3000], true), frame(0x80, &[b' '; 3000], true)],
+            "invalid UTF-8 in a close reason",
+            vec![frame(0x88, &close_payload(1000, b"\xff\xfe"), true)],
+            1007,
+        ),
+        (
+            "a close payload of one byte",
+            vec![frame(0x88, &[0x03], true)],
+            1002,
+        ),
+        (
+            "close code 0",
+            vec![frame(0x88, &close_payload(0, b""), true)],
+            1002,
+        ),
+        (
+            "close code 999",
+            vec![frame(0x88, &close_payload(999, b""), true)],
+            1002,
+        ),
+        (
+            "close code 1004 (reserved)",
+            vec![frame(0x88, &close_payload(1004, b""), true)],
+            1002,
+        ),
+        (
+            "close code 1005 (never sent)",
+            vec![frame(0x88, &close_payload(1005, b""), true)],
+            1002,
+        ),
+        (
+            "close code 1006 (never sent)",
+            vec![frame(0x88, &close_payload(1006, b""), true)],
+            1002,
+        ),
+        (
+            "close code 1015 (never sent)",
+            vec![frame(0x88, &close_payload(1015, b""), true)],
+            1002,
+        ),
+        (
+            "close code 1016 (unassigned)",
+            vec![frame(0x88, &close_payload(1016, b""), true)],
+            1002,
+        ),
+        (
+            "close code 2999",
+            vec![frame(0x88, &close_payload(2999, b""), true)],
+            1002,
+        ),
+        (
+            "close code 5000",
+            vec![frame(0x88, &close_payload(5000, b""), true)],
+            1002,
+        ),
+        (
+            "a text frame over the size limit",
+            vec![frame(0x81, &[b' '; 4097], true)],
             1009,
         ),
-        ("a binary message", vec![frame(0x82, &[1, 2, 3], true)], 1003),
+        (
+            "a fragmented message over the size limit",
+            vec![
+                frame(0x01, &[b' '; 3000], true),
+                frame(0x80, &[b' '; 3000], true),
+            ],
+            1009,
+        ),
+        (
+            "a binary message",
+            vec![frame(0x82, &[1, 2, 3], true)],
+            1003,
+        ),
     ];
     let mut wrong = Vec::new();
     for (name, frames, expected) in &cases {
@@ -271,7 +393,10 @@ async fn every_malformed_frame_sequence_fails_the_connection_with_the_rfc_close_
         }
         if *expected == 1003 {
             // The refusal is explained before the close.
-            assert_eq!(texts.last().map(|t| t["data"]["code"].clone()), Some("BAD_REQUEST".into()));
+            assert_eq!(
+                texts.last().map(|t| t["data"]["code"].clone()),
+                Some("BAD_REQUEST".into())
+            );
         }
     }
     assert!(wrong.is_empty(), "wrong close codes:\n{}", wrong.join("\n"));
@@ -289,7 +414,11 @@ async fn every_malformed_frame_sequence_fails_the_connection_with_the_rfc_close_
     // them and a ping in between is answered, and the ping too.
     let mut ws = RawWs::connect(&app, &path).await;
     let message = "{\"type\":\"ping\",\"note\":\"€\"}".as_bytes();
-    let cut = message.iter().position(|b| *b == 0xE2).expect("the euro sign") + 1;
+    let cut = message
+        .iter()
+        .position(|b| *b == 0xE2)
+        .expect("the euro sign")
+        + 1;
     ws.send(&frame(0x01, &message[..cut], true)).await;
     ws.send(&frame(0x89, b"mid", true)).await;
     ws.send(&frame(0x00, &message[cut..cut + 1], true)).await;
@@ -309,9 +438,14 @@ async fn every_malformed_frame_sequence_fails_the_connection_with_the_rfc_close_
         assert_eq!(first, 0x8A);
         pong_payload = Some(payload);
     }
-    assert_eq!(pong_payload.as_deref(), Some(&b"mid"[..]), "the pong echoes the ping");
+    assert_eq!(
+        pong_payload.as_deref(),
+        Some(&b"mid"[..]),
+        "the pong echoes the ping"
+    );
     // The closing handshake echoes the client's code.
-    ws.send(&frame(0x88, &close_payload(4000, "ça va".as_bytes()), true)).await;
+    ws.send(&frame(0x88, &close_payload(4000, "ça va".as_bytes()), true))
+        .await;
     assert_eq!(ws.close(WAIT).await.0, Some(4000));
     let mut ws = RawWs::connect(&app, &path).await;
     ws.send(&frame(0x88, b"", true)).await;

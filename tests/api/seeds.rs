@@ -66,9 +66,11 @@ fn script_file(code: &str) -> tempfile::NamedTempFile {
 impl Python {
     fn start(code: &str, args: &[&str]) -> Python {
         let script = script_file(code);
-        let mut child = python_command(script.path(), args).spawn().unwrap_or_else(|e| {
-            panic!("start python3 ({e}): run the tests with scripts/test.sh, which installs it")
-        });
+        let mut child = python_command(script.path(), args)
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("start python3 ({e}): run the tests with scripts/test.sh, which installs it")
+            });
         let stdout = Arc::new(Mutex::new(Vec::new()));
         let stderr = Arc::new(Mutex::new(String::new()));
         let out = child.stdout.take().expect("stdout");
@@ -143,20 +145,27 @@ impl Python {
 /// succeed.
 pub async fn run_python(code: &str, args: &[&str]) -> String {
     let (status, lines, stderr) = Python::start(code, args).finish().await;
-    assert!(status.success(), "python3 failed: {stderr}\nprinted: {lines:?}");
+    assert!(
+        status.success(),
+        "python3 failed: {stderr}\nprinted: {lines:?}"
+    );
     lines.join("\n")
 }
 
 /// Waits until the server holds `n` stream connections.
 async fn wait_connections(app: &TestApp, n: usize) {
-    wait_for(&format!("{n} stream connections"), CLIENT_WAIT, async || {
-        let open = app
-            .hub
-            .stats()
-            .connections
-            .load(std::sync::atomic::Ordering::Relaxed);
-        (open == n).then_some(()).ok_or(format!("{open} open"))
-    })
+    wait_for(
+        &format!("{n} stream connections"),
+        CLIENT_WAIT,
+        async || {
+            let open = app
+                .hub
+                .stats()
+                .connections
+                .load(std::sync::atomic::Ordering::Relaxed);
+            (open == n).then_some(()).ok_or(format!("{open} open"))
+        },
+    )
     .await
 }
 
@@ -180,7 +189,8 @@ async fn seed_000_the_sms_gateway_python_client_prints_incoming_and_outgoing_eve
     );
     let client = Python::start(&code, &[]);
     wait_connections(&app, 1).await;
-    app.send_text("alpha", "+15550001111", "hello gateway").await;
+    app.send_text("alpha", "+15550001111", "hello gateway")
+        .await;
     client
         .wait_line("the echo", |l| l.contains("Echo: hello gateway"))
         .await;
@@ -190,11 +200,13 @@ async fn seed_000_the_sms_gateway_python_client_prints_incoming_and_outgoing_eve
     assert!(status.success(), "{stderr}");
     assert_eq!(lines.len(), 2, "only what it asked for: {lines:?}");
     assert!(
-        lines[0].starts_with("Received outgoing: {") && lines[0].contains("'content': 'hello gateway'"),
+        lines[0].starts_with("Received outgoing: {")
+            && lines[0].contains("'content': 'hello gateway'"),
         "{lines:?}"
     );
     assert!(
-        lines[1].starts_with("Received incoming: {") && lines[1].contains("'content': 'Echo: hello gateway'"),
+        lines[1].starts_with("Received incoming: {")
+            && lines[1].contains("'content': 'Echo: hello gateway'"),
         "{lines:?}"
     );
 }
@@ -207,7 +219,10 @@ fn evolution_story(text: &str) -> Vec<String> {
         "Received message event from alpha".to_owned(),
         format!("Message content: Echo: {text}"),
     ];
-    lines.extend(std::iter::repeat_n("Received delivery event from alpha".to_owned(), 3));
+    lines.extend(std::iter::repeat_n(
+        "Received delivery event from alpha".to_owned(),
+        3,
+    ));
     lines.sort();
     lines
 }
@@ -222,7 +237,10 @@ async fn seed_001_the_evolution_python_client_reads_events_and_error_frames_alik
     let code = substitute(
         include_str!("../seeds/001_evolution.py"),
         &[
-            ("ws://localhost:2559", &format!("ws://127.0.0.1:{}", app.port)),
+            (
+                "ws://localhost:2559",
+                &format!("ws://127.0.0.1:{}", app.port),
+            ),
             ("your_api_key_here", &key),
         ],
     );
@@ -247,9 +265,12 @@ async fn seed_001_the_evolution_python_client_reads_events_and_error_frames_alik
     wait_connections(&app, 0).await;
 
     let client = Python::start(&code, &[]);
-    client.wait_line("the connection", |l| l == "Connection opened").await;
+    client
+        .wait_line("the connection", |l| l == "Connection opened")
+        .await;
     wait_connections(&app, 1).await;
-    app.send_text("alpha", "+15550001111", "hello evolution").await;
+    app.send_text("alpha", "+15550001111", "hello evolution")
+        .await;
     let story = evolution_story("hello evolution");
     wait_for("the text's whole story", CLIENT_WAIT, async || {
         let mut seen: Vec<String> = client
@@ -258,7 +279,9 @@ async fn seed_001_the_evolution_python_client_reads_events_and_error_frames_alik
             .filter(|l| story.contains(l))
             .collect();
         seen.sort();
-        (seen == story).then_some(()).ok_or(format!("{:?}", client.lines()))
+        (seen == story)
+            .then_some(())
+            .ok_or(format!("{:?}", client.lines()))
     })
     .await;
     app.stop().await;
@@ -294,23 +317,33 @@ async fn seed_004_the_resource_clients_subscribe_and_read_every_frame() {
         &[],
     )
     .await;
-    let ack: Value = serde_json::from_str(out.strip_prefix("Received: ").expect("its one line"))
-        .expect("JSON");
+    let ack: Value =
+        serde_json::from_str(out.strip_prefix("Received: ").expect("its one line")).expect("JSON");
     assert_eq!(ack["event"], "subscribed", "{ack}");
 
-    let client = Python::start(&substitute(include_str!("../seeds/004_client.py"), &pairs), &[]);
+    let client = Python::start(
+        &substitute(include_str!("../seeds/004_client.py"), &pairs),
+        &[],
+    );
     client
-        .wait_line("the acknowledgement", |l| l.starts_with("Event: subscribed, Data: {"))
+        .wait_line("the acknowledgement", |l| {
+            l.starts_with("Event: subscribed, Data: {")
+        })
         .await;
-    app.send_text("products", "+15550001111", "hello resource").await;
+    app.send_text("products", "+15550001111", "hello resource")
+        .await;
     client
         .wait_line("the echo", |l| {
-            l.starts_with("Event: message, Data: {") && l.contains("'content': 'Echo: hello resource'")
+            l.starts_with("Event: message, Data: {")
+                && l.contains("'content': 'Echo: hello resource'")
         })
         .await;
     let lines = client.lines();
     client.kill().await;
-    let deliveries = lines.iter().filter(|l| l.starts_with("Event: delivery, Data: {")).count();
+    let deliveries = lines
+        .iter()
+        .filter(|l| l.starts_with("Event: delivery, Data: {"))
+        .count();
     assert_eq!(deliveries, 3, "{lines:?}");
     assert!(lines.iter().all(|l| l.starts_with("Event: ")), "{lines:?}");
     app.stop().await;
@@ -321,7 +354,9 @@ async fn seed_004_the_resource_clients_subscribe_and_read_every_frame() {
 /// by section, as a reader would try it.
 fn section(code: &str, from: Option<&str>, to: Option<&str>) -> String {
     let start = from.map_or(0, |m| code.find(m).unwrap_or_else(|| panic!("no {m:?}")));
-    let end = to.map_or(code.len(), |m| code.find(m).unwrap_or_else(|| panic!("no {m:?}")));
+    let end = to.map_or(code.len(), |m| {
+        code.find(m).unwrap_or_else(|| panic!("no {m:?}"))
+    });
     code[start..end].to_owned()
 }
 
@@ -336,7 +371,10 @@ async fn seed_002_the_browser_websocket_and_event_source_examples_run_as_written
 
     let code = substitute(
         include_str!("../seeds/002_websocket.js"),
-        &[("ws://localhost:8080", &format!("ws://127.0.0.1:{}", app.port))],
+        &[(
+            "ws://localhost:8080",
+            &format!("ws://127.0.0.1:{}", app.port),
+        )],
     );
     let setup = section(&code, None, Some("// Send messages"));
     assert_eq!(browser.run_script(&setup).await, None);
@@ -349,11 +387,30 @@ async fn seed_002_the_browser_websocket_and_event_source_examples_run_as_written
     let send = section(&code, Some("// Send messages"), Some("// Close"));
     assert_eq!(browser.run_script(&send).await, None);
     // A binary message is not understood: explained, then closed with 1003.
-    browser.wait_console("the close", |l| l.starts_with("Disconnected:")).await;
-    assert!(browser.console.contains(&"Disconnected: 1003".to_owned()), "{:?}", browser.console);
-    let answers = browser.console.iter().filter(|l| l.starts_with("Received: {")).count();
-    assert_eq!(answers, 3, "its two texts and its blob: {:?}", browser.console);
-    assert_eq!(browser.run_script(&section(&code, Some("// Close"), None)).await, None);
+    browser
+        .wait_console("the close", |l| l.starts_with("Disconnected:"))
+        .await;
+    assert!(
+        browser.console.contains(&"Disconnected: 1003".to_owned()),
+        "{:?}",
+        browser.console
+    );
+    let answers = browser
+        .console
+        .iter()
+        .filter(|l| l.starts_with("Received: {"))
+        .count();
+    assert_eq!(
+        answers, 3,
+        "its two texts and its blob: {:?}",
+        browser.console
+    );
+    assert_eq!(
+        browser
+            .run_script(&section(&code, Some("// Close"), None))
+            .await,
+        None
+    );
     wait_connections(&app, 0).await;
 
     let code = include_str!("../seeds/002_sse.js");
@@ -372,10 +429,18 @@ async fn seed_002_the_browser_websocket_and_event_source_examples_run_as_written
             l.starts_with("Message: ") && l.contains("\"event\":\"delivery\"")
         })
         .await;
-    assert_eq!(browser.run_script(&section(code, Some("// Close"), None)).await, None);
+    assert_eq!(
+        browser
+            .run_script(&section(code, Some("// Close"), None))
+            .await,
+        None
+    );
     wait_connections(&app, 0).await;
     assert!(
-        !browser.console.iter().any(|l| l.starts_with("Error:") || l.starts_with("Uncaught")),
+        !browser
+            .console
+            .iter()
+            .any(|l| l.starts_with("Error:") || l.starts_with("Uncaught")),
         "{:?}",
         browser.console
     );
@@ -401,14 +466,19 @@ async fn seed_003_the_feed_client_reads_typed_frames_and_backs_off_on_a_bad_toke
     let code = substitute(
         include_str!("../seeds/003_feed.js"),
         &[
-            ("wss://your-api-domain.com", &format!("ws://127.0.0.1:{}", app.port)),
+            (
+                "wss://your-api-domain.com",
+                &format!("ws://127.0.0.1:{}", app.port),
+            ),
             ("your-access-token", token),
         ],
     );
     let mut browser = Browser::open(&app.url("/")).await;
     browser.capture_console().await;
     assert_eq!(browser.run_script(&code).await, None);
-    browser.wait_console("the open", |l| l == "WebSocket connected").await;
+    browser
+        .wait_console("the open", |l| l == "WebSocket connected")
+        .await;
     // The callbacks its handler calls are the application's to write.
     let hooks = "WebSocketManager.prototype.onPresenceUpdate = (data) => console.log('presence', data.presence);";
     assert_eq!(browser.run_script(hooks).await, None);
@@ -419,7 +489,9 @@ async fn seed_003_the_feed_client_reads_typed_frames_and_backs_off_on_a_bad_toke
         .wait_console("a typed message", |l| l == "Unknown message type: message")
         .await;
     browser
-        .wait_console("a typed delivery", |l| l == "Unknown message type: delivery")
+        .wait_console("a typed delivery", |l| {
+            l == "Unknown message type: delivery"
+        })
         .await;
     let presence = app
         .admin(Method::POST, "/instance/setPresence/alpha")
@@ -447,20 +519,42 @@ async fn seed_003_the_feed_client_reads_typed_frames_and_backs_off_on_a_bad_toke
         (attempts.as_u64() >= Some(2)).then_some(()).ok_or(attempts)
     })
     .await;
-    let opened = browser.console.iter().filter(|l| *l == "WebSocket connected").count();
-    assert_eq!(opened, 1, "the bad token never opened: {:?}", browser.console);
-    let mut raw = tokio::net::TcpStream::connect(("127.0.0.1", app.port)).await.expect("connect");
+    let opened = browser
+        .console
+        .iter()
+        .filter(|l| *l == "WebSocket connected")
+        .count();
+    assert_eq!(
+        opened, 1,
+        "the bad token never opened: {:?}",
+        browser.console
+    );
+    let mut raw = tokio::net::TcpStream::connect(("127.0.0.1", app.port))
+        .await
+        .expect("connect");
     raw.write_all(crate::rfc6455::handshake_request("/ws/feed?token=not-a-token").as_bytes())
         .await
         .expect("handshake");
     let mut answer = vec![0u8; 256];
-    let n = tokio::time::timeout(WAIT, raw.read(&mut answer)).await.expect("answer").expect("read");
-    assert!(answer[..n].starts_with(b"HTTP/1.1 401"), "{}", String::from_utf8_lossy(&answer[..n]));
+    let n = tokio::time::timeout(WAIT, raw.read(&mut answer))
+        .await
+        .expect("answer")
+        .expect("read");
+    assert!(
+        answer[..n].starts_with(b"HTTP/1.1 401"),
+        "{}",
+        String::from_utf8_lossy(&answer[..n])
+    );
     // And its address is not locked out.
     let mut again = app.ws(&format!("/ws/feed?token={token}")).await;
-    again.send_json(json!({ "type": "ping", "data": {}, "timestamp": "2024-01-15T10:30:00Z" })).await;
+    again
+        .send_json(json!({ "type": "ping", "data": {}, "timestamp": "2024-01-15T10:30:00Z" }))
+        .await;
     let pong = again.json(WAIT).await;
-    assert_eq!((pong["type"].as_str(), pong["data"].clone()), (Some("pong"), json!({})));
+    assert_eq!(
+        (pong["type"].as_str(), pong["data"].clone()),
+        (Some("pong"), json!({}))
+    );
     drop(browser);
     app.stop().await;
 }
