@@ -1,10 +1,13 @@
-//! The WebSocket endpoint: `/ws`, `/ws/{instance}`, and an upgrade on `/`.
+//! The WebSocket endpoint: `/ws`, `/ws/{instance}`, an upgrade on `/`, and
+//! seed 003's `/ws/feed`, `/ws/notifications`, `/ws/presence`, `/ws/calls`.
 //!
 //! WebSocket handshakes do not go through the actix-web handlers: the HTTP
 //! layer hands every upgrade request, with its socket, to [`upgrade`]. That
 //! checks the request, answers `101 Switching Protocols` and gives the socket
-//! to a [`session::Session`] that owns it from then on; frames are decoded
-//! and encoded with actix-http's WebSocket codec.
+//! to a [`session::Session`] that owns it from then on. What clients send is
+//! read by [`protocol::Reader`] (actix-http's frame codec, plus the RFC 6455
+//! checks the codec leaves out); what the server sends is encoded by the
+//! codec.
 //!
 //! Why not actix-ws: there every frame travels through a channel into the
 //! HTTP layer's response body, which keeps two 8 KiB buffers per connection
@@ -18,27 +21,69 @@
 //! [`super::realtime`]) before the 101 goes out, and an admitted one joins
 //! the hub then too: every event committed after a client saw its handshake
 //! succeed reaches it. A refusal still completes the handshake, so it can be
-//! explained with an error frame before the close code.
+//! explained with an error frame before the close code, except in the `feed`
+//! profile: there a bad credential is answered `401` (`429` once its address
+//! is rate limited) to the handshake itself, because seed 003's client
+//! resets its reconnect backoff whenever a socket opens and would otherwise
+//! retry every two seconds forever.
+//!
+//! # Frames
+//!
+//! Events are the envelope of DESIGN.md (`id`, `seq`, `event`, `instance`,
+//! `timestamp`, `data`). Control messages (errors, acknowledgements, pongs)
+//! are `{"type", "event", "instance", "data", "timestamp"}`, with `event`
+//! equal to `type` and `instance` the path's instance or `null`: the fields
+//! every seed's client reads on every frame. In the default profile a frame
+//! with a `type` is a control message.
+//!
+//! Client messages: `{"type": "ping"}` (any other fields, such as seed
+//! 003's `data` and `timestamp`, are ignored) → `pong`;
+//! `{"action": "subscribe" | "unsubscribe", "instances": [...], "events":
+//! [...]}` (seed 004's `"resource": "<instance>"` names an instance too) →
+//! `subscribed`/`unsubscribed` with `{"instances": {"scope": "all" |
+//! "all_except" | "only", "count": <listed>, "changed": <by this message>},
+//! "events": [...]}`; `{"action": "refresh", "token": "..."}` → `refreshed`.
+//! Named instances must exist (`NOT_FOUND`) and a filter lists at most
+//! `limits.max_filter_instances` of them (`BAD_REQUEST`). Binary messages
+//! are not understood: an error frame, then 1003.
+//!
+//! # Compatibility profiles
+//!
+//! A profile is the wire shape for clients written for another system (the
+//! seeds). Chosen by `?profile=NAME`, else by the path, else `sms-gateway`
+//! when the `events` filter uses seed 000's own words (`incoming`,
+//! `outgoing`, `modem_status_update`, `gnss_position_report`), else
+//! `http.stream_profile` (default `switchboard`).
+//!
+//! | profile | for | what changes |
+//! | --- | --- | --- |
+//! | `switchboard` | everyone | nothing: the envelope above |
+//! | `sms-gateway` | seed 000 | every frame also has `event_type`: `incoming`, `outgoing`, `delivery`, `modem_status_update`, `gnss_position_report`, or the kind |
+//! | `feed` | seed 003; `/ws/feed`, `/ws/notifications`, `/ws/presence` (presence, status), `/ws/calls` (calls) | every event also has `type`: `presence_update`, `status_change`, `call_started`, `call_ended`, or the kind; bad credentials refused at the handshake |
+//! | `plain` | seed 002's `EventSource('/events')` | SSE events have no `event:` line, so `onmessage` sees all of them |
 //!
 //! # Close codes
 //!
 //! | code | meaning | should the client reconnect? |
 //! | --- | --- | --- |
-//! | 1000 | normal closure (the client asked) | if it wants |
+//! | 1000 | normal closure (the client asked; its own code is echoed) | if it wants |
 //! | 1001 | server shutting down | yes, with `since=<last id>` |
-//! | 1002 | the client broke the WebSocket protocol | after fixing the client |
-//! | 1007 | a text frame was not UTF-8 | after fixing the client |
+//! | 1002 | the client broke RFC 6455: a reserved opcode or reserved bit, an unmasked frame, a fragmented or oversized (> 125 bytes) control frame, continuation frames out of order, an invalid close code | after fixing the client |
+//! | 1003 | a binary message (only JSON text is understood) | after fixing the client |
+//! | 1007 | a text message (checked fragment by fragment) or a close reason was not UTF-8 | after fixing the client |
 //! | 1008 | policy: `AUTH_FAILED`, `PERMISSION_DENIED`, `NOT_FOUND`, `BAD_REQUEST` | only after fixing the request |
-//! | 1009 | a client frame was larger than `limits.max_message_size` | yes, without that frame |
+//! | 1009 | a message (or a frame header's announced length) was larger than `limits.max_message_size` | yes, without that message |
 //! | 1011 | server error | yes, with backoff and `since` |
 //! | 1013 | `CONNECTION_LIMIT` | yes, with backoff |
 //! | 4001 | heartbeat timeout: nothing heard for `client_timeout_secs` | yes, with `since` |
+//! | 4002 | not reading: what the server owed at a heartbeat was not all read within `client_timeout_secs`, or more than 256 KiB of replies were left unread | yes, with `since`, and read |
 //! | 4010 | `TOKEN_EXPIRED` | after getting a new token, with `since` |
 //! | 4011 | `CURSOR_EXPIRED`: `since` is older than the retained log | after resynchronizing, without `since` |
-//! | 4029 | `RATE_LIMITED`: too many failed authentications or messages | after a pause |
+//! | 4029 | `RATE_LIMITED`: too many failed authentications, or messages and Pings over `limits.client_messages_per_sec` more than 20 times in a row | after a pause |
 //!
-//! A client that falls behind is not closed: it is caught up from the log
-//! at its own pace (see [`crate::hub::feed`]).
+//! A client that falls behind but reads is not closed: it is caught up from
+//! the log at its own pace (see [`crate::hub::feed`]). A Ping is answered
+//! with one Pong; Pings that arrive before it is sent replace it.
 
 pub mod protocol;
 mod session;
