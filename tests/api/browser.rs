@@ -201,14 +201,7 @@ impl Browser {
                         .as_array()
                         .cloned()
                         .unwrap_or_default();
-                    let line: Vec<String> = args
-                        .iter()
-                        .map(|a| match &a["value"] {
-                            Value::String(s) => s.clone(),
-                            Value::Null => a["description"].as_str().unwrap_or("").to_owned(),
-                            other => other.to_string(),
-                        })
-                        .collect();
+                    let line: Vec<String> = args.iter().map(console_arg).collect();
                     self.console.push(line.join(" "));
                 }
                 Some("Runtime.exceptionThrown") => {
@@ -253,6 +246,31 @@ impl Drop for Browser {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// One console argument as text: strings as they are, objects as their
+/// DevTools preview (`{key: value, ...}`, first level only).
+fn console_arg(arg: &Value) -> String {
+    match &arg["value"] {
+        Value::String(s) => s.clone(),
+        Value::Null => match arg["preview"]["properties"].as_array() {
+            Some(properties) => {
+                let fields: Vec<String> = properties
+                    .iter()
+                    .map(|p| {
+                        format!(
+                            "{}: {}",
+                            p["name"].as_str().unwrap_or(""),
+                            p["value"].as_str().unwrap_or("")
+                        )
+                    })
+                    .collect();
+                format!("{{{}}}", fields.join(", "))
+            }
+            None => arg["description"].as_str().unwrap_or("").to_owned(),
+        },
+        other => other.to_string(),
     }
 }
 

@@ -211,6 +211,88 @@ async fn seed_000_the_sms_gateway_python_client_prints_incoming_and_outgoing_eve
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_000_the_sms_gateway_browser_client_gets_modem_status_updates() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let app = open_server(&db).await;
+    let code = substitute(
+        include_str!("../seeds/000_sms_gateway.js"),
+        &[(
+            "ws://localhost:3000",
+            &format!("ws://127.0.0.1:{}", app.port),
+        )],
+    );
+    let mut browser = Browser::open(&app.url("/")).await;
+    browser.capture_console().await;
+    assert_eq!(browser.run_script(&code).await, None);
+    browser
+        .wait_console("the open", |l| l == "Connected to SMS Gateway WebSocket")
+        .await;
+    wait_connections(&app, 1).await;
+    // A new instance's modem comes up: its status changes.
+    app.create_instance("alpha", quick_simulator()).await;
+    browser
+        .wait_console("a modem status update", |l| {
+            l.starts_with("Received event: {") && l.contains("event_type: modem_status_update")
+        })
+        .await;
+    assert!(
+        browser
+            .console
+            .iter()
+            .filter(|l| l.starts_with("Received event:"))
+            .all(|l| l.contains("event: connection") && l.contains("instance: alpha")),
+        "{:?}",
+        browser.console
+    );
+    drop(browser);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_001_the_evolution_browser_client_switches_on_event() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let app = TestApp::spawn(&db).await;
+    let key = app.create_instance("alpha", quick_simulator()).await;
+    let code = substitute(
+        include_str!("../seeds/001_evolution.js"),
+        &[
+            (
+                "ws://localhost:2559",
+                &format!("ws://127.0.0.1:{}", app.port),
+            ),
+            ("your_api_key_here", &key),
+        ],
+    );
+    let mut browser = Browser::open(&app.url("/")).await;
+    browser.capture_console().await;
+    assert_eq!(browser.run_script(&code).await, None);
+    browser
+        .wait_console("the open", |l| l == "Connected to WebSocket")
+        .await;
+    wait_connections(&app, 1).await;
+    app.send_text("alpha", "+15550001111", "hello browser")
+        .await;
+    browser
+        .wait_console("the message", |l| l == "New message: hello browser")
+        .await;
+    browser
+        .wait_console("the echo", |l| l == "New message: Echo: hello browser")
+        .await;
+    let presence = app
+        .admin(Method::POST, "/instance/setPresence/alpha")
+        .json(&json!({ "presence": "composing" }))
+        .send()
+        .await
+        .expect("presence");
+    assert_eq!(presence.status(), 200);
+    browser
+        .wait_console("the presence", |l| l == "Presence update: composing")
+        .await;
+    drop(browser);
+    app.stop().await;
+}
+
 /// The lines seed 001's Python client prints for one text sent on `alpha`.
 fn evolution_story(text: &str) -> Vec<String> {
     let mut lines = vec![
