@@ -106,13 +106,8 @@ async fn a_ping_flood_that_reads_nothing_is_closed_with_bounded_memory() {
             Err(_) => continue,
         }
     }
-    wait_for("the flooding client to be dropped", WAIT, async || {
-        connections() == 1
-    })
-    .await;
     done.store(true, Ordering::Relaxed);
     sampler.await.expect("sampler");
-
     let owed = max_owed.load(Ordering::Relaxed);
     let growth = max_rss.load(Ordering::Relaxed).saturating_sub(baseline_rss);
     assert!(
@@ -123,6 +118,10 @@ async fn a_ping_flood_that_reads_nothing_is_closed_with_bounded_memory() {
         growth <= MAX_GROWTH,
         "memory grew by {growth} bytes during the flood ({sent} bytes of pings)"
     );
+    wait_for("the flooding client to be dropped", WAIT, async || {
+        connections() == 1
+    })
+    .await;
     // It is told why, now that it reads.
     let (code, texts) = flood.close(WAIT).await;
     assert_eq!(code, Some(4029), "{texts:?}");
@@ -146,7 +145,7 @@ async fn a_ping_flood_that_reads_nothing_is_closed_with_bounded_memory() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_client_that_reads_a_trickle_of_what_it_is_owed_is_closed_as_stuck() {
+async fn a_client_that_reads_only_a_trickle_of_what_it_is_owed_is_closed_as_stuck() {
     let db = TestDb::new(Backend::Sqlite).await;
     let mut settings = test_settings(&db);
     settings.http.ping_interval_secs = 1;
@@ -159,7 +158,8 @@ async fn a_client_that_reads_a_trickle_of_what_it_is_owed_is_closed_as_stuck() {
     // buffers on both sides hold, so the server keeps owing it.
     append_messages(&app.log, "alpha", 4096, 256, 4000).await;
     // It answers every heartbeat in time (so it is not silent) and reads a
-    // few bytes now and then, never catching up.
+    // few kilobytes now and then (enough for its window to open and the
+    // server to write a little), never catching up.
     let pong = frame(0x8A, b"", true);
     let started = Instant::now();
     let closed = loop {
@@ -168,7 +168,7 @@ async fn a_client_that_reads_a_trickle_of_what_it_is_owed_is_closed_as_stuck() {
             "the trickling client was never closed"
         );
         slow.send(&pong).await;
-        let mut few = [0u8; 64];
+        let mut few = [0u8; 4096];
         let read = tokio::time::timeout(
             Duration::from_millis(500),
             tokio::io::AsyncReadExt::read(&mut slow.stream, &mut few),
