@@ -225,19 +225,25 @@ fi
 # The committed build must be what its sources build to.
 node dashboard/scripts/check-build.mjs
 
-# The PDU cross-check splits long messages with an SMS library nobody here
-# wrote (python-gsmmodem's encoder, tests/support/split_deliver.py).
-python_ready() { python3 -c 'import gsmmodem.pdu' >/dev/null 2>&1; }
-if ! python_ready; then
-  command -v python3 >/dev/null 2>&1 ||
-    install_package "Python 3" "install Python 3" python3 python3 python3 python
-  python3 -m pip --version >/dev/null 2>&1 ||
-    install_package pip "install pip for Python 3" python3-pip python3-pip py3-pip python
-  log "installing python-gsmmodem-new (for the PDU cross-check)"
-  python3 -m pip install -q python-gsmmodem-new 2>/dev/null ||
-    python3 -m pip install -q --break-system-packages python-gsmmodem-new
-  python_ready || { log "python-gsmmodem-new could not be installed"; exit 1; }
-fi
+# Python 3 and the PyPI packages the tests use: the seeds' clients and the
+# protocol cross-check (websockets, websocket-client), the PDU cross-check
+# (python-gsmmodem's encoder, tests/support/split_deliver.py). Installed with
+# pip when missing.
+command -v python3 >/dev/null 2>&1 ||
+  install_package "Python 3" "install Python 3" python3 python3 python3 python
+python3 -m pip --version >/dev/null 2>&1 ||
+  install_package pip "install pip for Python 3" python3-pip python3-pip py3-pip python
+# pip_require MODULE PACKAGE: installs PACKAGE unless MODULE imports.
+pip_require() {
+  python3 -c "import $1" >/dev/null 2>&1 && return
+  log "installing the Python package $2"
+  python3 -m pip install -q "$2" 2>/dev/null ||
+    python3 -m pip install -q --break-system-packages "$2"
+  python3 -c "import $1" >/dev/null 2>&1 || { log "$2 could not be installed"; exit 1; }
+}
+pip_require websockets websockets
+pip_require websocket websocket-client
+pip_require gsmmodem.pdu python-gsmmodem-new
 
 # Databases left by earlier runs (each test makes its own).
 if command -v psql >/dev/null 2>&1; then

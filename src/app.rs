@@ -290,10 +290,10 @@ impl Application {
         self.shutdown.cancelled().await;
         tracing::info!("shutting down");
 
-        // Clients get 1001 and actors stop (the cancel above reached them);
-        // the HTTP server stops accepting and finishes in-flight requests.
-        server_handle.stop(true).await;
-        let _ = server.await;
+        // Clients get 1001 and actors stop (the cancel above reached them).
+        // WebSocket sessions run on the HTTP workers, so they finish their
+        // closing handshake before the workers stop: a worker that stops
+        // drops its sessions, and their sockets, mid-close.
         self.state.sessions.close();
         if tokio::time::timeout(STAGE_TIMEOUT, self.state.sessions.wait())
             .await
@@ -301,6 +301,9 @@ impl Application {
         {
             tracing::warn!("some WebSocket sessions did not finish in time");
         }
+        // The HTTP server stops accepting and finishes in-flight requests.
+        server_handle.stop(true).await;
+        let _ = server.await;
         self.actors.close();
         if tokio::time::timeout(STAGE_TIMEOUT, self.actors.wait())
             .await

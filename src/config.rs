@@ -51,6 +51,10 @@ pub struct HttpSettings {
     pub client_timeout_secs: u64,
     pub sse_retry_ms: u64,
     pub sse_heartbeat_secs: u64,
+    /// The wire shape of streams whose path and query choose none (see
+    /// `http::ws`, "Compatibility profiles").
+    #[serde(default)]
+    pub stream_profile: crate::domain::StreamProfile,
     /// HTTPS/WSS when set.
     #[serde(default)]
     pub tls: Option<TlsSettings>,
@@ -111,6 +115,9 @@ pub struct Limits {
     pub client_messages_per_sec: u32,
     pub client_message_burst: u32,
     pub failed_auth_per_minute: u32,
+    /// Most instances one stream's filter may name (its list, or the
+    /// exceptions of an "every instance" filter).
+    pub max_filter_instances: usize,
 }
 
 /// Default retention for instances that set none; 0 means no limit.

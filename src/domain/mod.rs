@@ -1,5 +1,5 @@
 //! Plain types every stage shares: instance names, phone numbers, driver
-//! configurations, topics, per-instance settings.
+//! configurations, topics, per-instance settings, stream profile names.
 //!
 //! This module depends on nothing else in the crate, and everything may
 //! depend on it; values are parsed here once, at the edge, and trusted
@@ -10,6 +10,7 @@ pub mod instance;
 pub mod key;
 pub mod modem_options;
 pub mod number;
+pub mod profile;
 pub mod settings;
 pub mod text;
 pub mod topic;
@@ -20,6 +21,7 @@ pub use modem_options::{
     FlowControl, GnssOptions, GnssVendor, ModemOptions, SerialConfig, TcpConfig,
 };
 pub use number::PhoneNumber;
+pub use profile::{StreamProfile, UnknownProfile};
 pub use settings::{Retention, WebsocketSettings};
 pub use text::truncate;
 pub use topic::{EventKind, Topic, TopicSet, UnknownEventName};

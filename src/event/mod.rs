@@ -6,6 +6,7 @@
 //! and `seq`), and is serialized once into a [`Frame`] for fan-out.
 
 pub mod data;
+pub mod profile;
 
 use bytestring::ByteString;
 use chrono::{DateTime, SecondsFormat, Utc};

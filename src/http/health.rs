@@ -103,6 +103,12 @@ pub async fn metrics(
         hub.queued_bytes.load(Ordering::Relaxed) as u64,
     );
     metric(
+        "switchboard_owed_bytes",
+        "gauge",
+        "Bytes WebSocket sessions encoded that their sockets have not taken yet.",
+        hub.owed_bytes.load(Ordering::Relaxed) as u64,
+    );
+    metric(
         "switchboard_frames_delivered_total",
         "counter",
         "Event frames handed to connections.",

@@ -75,7 +75,16 @@ pub fn configure(cfg: &mut web::ServiceConfig, limits: &crate::config::Limits) {
     .service(resource("/health").route(web::get().to(health::health)))
     .service(resource("/ready").route(web::get().to(health::ready)))
     .service(resource("/metrics").route(web::get().to(health::metrics)))
-    .service(resource("/events").route(web::get().to(events::read)))
+    .service(
+        resource("/events")
+            // An EventSource on /events gets a stream; anyone else the log.
+            .route(
+                web::get()
+                    .guard(actix_web::guard::fn_guard(sse::wants_event_stream))
+                    .to(sse::stream_plain),
+            )
+            .route(web::get().to(events::read)),
+    )
     .service(
         resource("/events/stream")
             .route(web::get().to(sse::stream))

@@ -15,8 +15,8 @@ use super::{
 };
 use crate::{
     auth::Scope,
-    domain::InstanceName,
-    event::TopicSet,
+    domain::{InstanceName, StreamProfile},
+    event::{profile, TopicSet},
     http::error::ApiError,
     hub::{
         feed::{Revocation, Start},
@@ -24,7 +24,8 @@ use crate::{
     },
 };
 
-/// Query parameters of `/ws`, `/ws/{instance}`, `/` and `/events/stream`.
+/// Query parameters of `/ws`, `/ws/{instance}`, `/`, `/events/stream` and
+/// `/events` as an event stream.
 #[derive(Deserialize, Default)]
 pub struct StreamParams {
     apikey: Option<String>,
@@ -32,8 +33,58 @@ pub struct StreamParams {
     token: Option<String>,
     events: Option<String>,
     instances: Option<String>,
+    /// `GET /events` names its instances with `instance`; an `EventSource`
+    /// on that URL keeps the name.
+    instance: Option<String>,
     /// Replay every matching event after this id, then go live.
     since: Option<i64>,
+    /// The wire shape (see the profiles in [`super::ws`]).
+    profile: Option<String>,
+}
+
+impl StreamParams {
+    pub fn parse(head: &RequestHead) -> Result<StreamParams, ApiError> {
+        web::Query::<StreamParams>::from_query(head.uri.query().unwrap_or(""))
+            .map(web::Query::into_inner)
+            .map_err(|e| ApiError::BadRequest(format!("the query string is not valid: {e}")))
+    }
+}
+
+/// What an endpoint's path says about its streams.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Endpoint {
+    /// The one instance a path names (`/ws/{instance}`).
+    pub instance: Option<String>,
+    /// The profile the path stands for (`/ws/feed`, `/events`), unless the
+    /// query names one.
+    pub profile: Option<StreamProfile>,
+    /// The events a path stands for (`/ws/calls`), unless the query names
+    /// some.
+    pub topics: Option<TopicSet>,
+}
+
+/// The profile of a stream: `?profile=` if given, else the path's, else
+/// seed 000's if the `events` filter uses its words, else the server's.
+pub fn choose_profile(
+    params: &StreamParams,
+    endpoint: &Endpoint,
+    server: StreamProfile,
+) -> Result<StreamProfile, ApiError> {
+    if let Some(name) = params.profile.as_deref().filter(|p| !p.trim().is_empty()) {
+        return StreamProfile::parse(name).map_err(|e| ApiError::BadRequest(e.to_string()));
+    }
+    if let Some(profile) = endpoint.profile {
+        return Ok(profile);
+    }
+    let speaks_sms_gateway = params
+        .events
+        .as_deref()
+        .is_some_and(|csv| csv.split(',').any(profile::is_sms_gateway_word));
+    Ok(if speaks_sms_gateway {
+        StreamProfile::SmsGateway
+    } else {
+        server
+    })
 }
 
 /// An admitted stream client.
@@ -49,51 +100,70 @@ pub struct Admission {
     pub client: Option<IpAddr>,
 }
 
+/// Who a stream client is: its key or token, checked (and counted against
+/// its address when wrong). `client` is the client's address as
+/// [`client_address`] finds it (behind a trusted proxy, the forwarded one).
+pub fn credentials(
+    head: &RequestHead,
+    client: Option<IpAddr>,
+    state: &AppState,
+    params: &StreamParams,
+) -> Result<Scope, ApiError> {
+    let credential = params
+        .token
+        .as_deref()
+        .or_else(|| presented_key(&head.headers, params.apikey.as_deref()));
+    authenticate(state, client, credential, true)
+}
+
 /// Admits a stream client. `resume_from` is SSE's `Last-Event-ID`, which
 /// wins over `since` (a reconnecting EventSource keeps its original URL).
 pub fn admit(
     head: &RequestHead,
     peer: Option<IpAddr>,
     state: &AppState,
-    path_instance: Option<String>,
+    endpoint: &Endpoint,
     resume_from: Option<i64>,
 ) -> Result<Admission, ApiError> {
-    let params = web::Query::<StreamParams>::from_query(head.uri.query().unwrap_or(""))
-        .map_err(|e| ApiError::BadRequest(format!("the query string is not valid: {e}")))?
-        .into_inner();
-    let credential = params
-        .token
-        .as_deref()
-        .or_else(|| presented_key(&head.headers, params.apikey.as_deref()));
+    let params = StreamParams::parse(head)?;
     let client = client_address(state, &head.headers, peer);
-    let scope = authenticate(state, client, credential, true)?;
+    let scope = credentials(head, client, state, &params)?;
     let revocation = revocation(state, &scope)?;
-    let instances = match path_instance {
+    let registry = state.service.registry();
+    let instances = match &endpoint.instance {
         Some(raw) => {
-            let name =
-                InstanceName::parse(&raw).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+            let name = InstanceName::parse(raw).map_err(|e| ApiError::BadRequest(e.to_string()))?;
             if !scope.can_see(&name) {
                 return Err(ApiError::Forbidden(format!(
                     "this credential may not watch instance '{name}'"
                 )));
             }
-            if state.service.registry().get(&name).is_none() {
+            if registry.get(&name).is_none() {
                 return Err(ApiError::NotFound(format!("instance '{name}' not found")));
             }
             InstanceFilter::Only(HashSet::from([name]))
         }
-        None => match scoped_instances(&scope, params.instances.as_deref())? {
-            Some(names) => InstanceFilter::Only(names),
-            None => InstanceFilter::All {
-                except: HashSet::new(),
-            },
-        },
+        None => {
+            let csv = params.instances.as_deref().or(params.instance.as_deref());
+            let named = csv.filter(|s| !s.trim().is_empty()).is_some();
+            match scoped_instances(&scope, csv)? {
+                Some(names) => {
+                    if named {
+                        check_filter_instances(state, &names)?;
+                    }
+                    InstanceFilter::Only(names)
+                }
+                None => InstanceFilter::All {
+                    except: HashSet::new(),
+                },
+            }
+        }
     };
     let topics = match params.events.as_deref().filter(|s| !s.trim().is_empty()) {
         Some(csv) => {
             Some(TopicSet::parse_csv(csv).map_err(|e| ApiError::BadRequest(e.to_string()))?)
         }
-        None => None,
+        None => endpoint.topics,
     };
     let start = match resume_from.or(params.since) {
         Some(since) if since < 0 => {
@@ -139,6 +209,35 @@ fn revocation(state: &AppState, scope: &Scope) -> Result<Revocation, ApiError> {
         .map(|identity| registry.revocation(identity).ok_or(ApiError::Unauthorized))
         .collect::<Result<Vec<_>, _>>()
         .map(Revocation::of)
+}
+
+/// Instances a client names for its filter must exist, and be no more than
+/// `limits.max_filter_instances`: a filter is held for the connection's life
+/// and every acknowledgement describes it, so it may not grow without bound.
+pub fn check_filter_instances<'a>(
+    state: &AppState,
+    names: impl IntoIterator<Item = &'a InstanceName>,
+) -> Result<usize, ApiError> {
+    let max = state.settings.limits.max_filter_instances;
+    let registry = state.service.registry();
+    let mut count = 0;
+    for name in names {
+        count += 1;
+        if count > max {
+            return Err(too_many_instances(max));
+        }
+        if registry.get(name).is_none() {
+            return Err(ApiError::NotFound(format!("instance '{name}' not found")));
+        }
+    }
+    Ok(count)
+}
+
+/// The refusal of a filter over `limits.max_filter_instances`.
+pub fn too_many_instances(max: usize) -> ApiError {
+    ApiError::BadRequest(format!(
+        "a filter may name at most {max} instances (limits.max_filter_instances)"
+    ))
 }
 
 /// Checks a browser's `Origin` against `http.allowed_origins` (cross-site

@@ -1,9 +1,12 @@
-//! `GET /events/stream`: Server-Sent Events with the same credentials,
-//! filters and cursor as the WebSocket.
+//! `GET /events/stream`, and `GET /events` asked for `text/event-stream`:
+//! Server-Sent Events with the same credentials, filters and cursor as the
+//! WebSocket.
 //!
 //! Each event is `id: <log id>`, `event: <kind>`, `data: <envelope>`, so a
 //! browser `EventSource` resumes by itself: it reconnects with
-//! `Last-Event-ID`, which wins over `?since=`. A `retry:` line opens the
+//! `Last-Event-ID`, which wins over `?since=`. On `/events` (seed 002's
+//! `new EventSource('/events')`) the `plain` profile leaves out the `event:`
+//! line, so `onmessage` sees every event; `?profile=` chooses either way. A `retry:` line opens the
 //! stream and comment lines keep proxies from closing an idle one. The body
 //! is pulled by the HTTP layer only as fast as the client reads, so the feed
 //! behind it catches a slow client up from the log instead of buffering.
@@ -15,10 +18,15 @@ use serde_json::json;
 
 use super::{
     limits::ConnectionSlot,
-    realtime::{admit, check_origin, Admission},
+    realtime::{admit, check_origin, choose_profile, Admission, Endpoint, StreamParams},
     AppState,
 };
-use crate::{event::Frame, http::error::ApiError, hub::feed::Feed};
+use crate::{
+    domain::StreamProfile,
+    event::{profile, Frame},
+    http::error::ApiError,
+    hub::feed::Feed,
+};
 
 /// `OPTIONS /events/stream`: the CORS preflight some browsers send when an
 /// `EventSource` reconnects with `Last-Event-ID`.
@@ -41,9 +49,46 @@ pub async fn preflight(
     Ok(response.finish())
 }
 
+/// `GET /events/stream`.
 pub async fn stream(
     req: HttpRequest,
     state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    // Seed 000's filter words choose its profile on WebSocket only: its
+    // clients do not use SSE.
+    let endpoint = Endpoint {
+        profile: Some(state.settings.http.stream_profile),
+        ..Endpoint::default()
+    };
+    open(req, state, endpoint).await
+}
+
+/// `GET /events` when the client asks for `text/event-stream` (an
+/// `EventSource`); other requests read the log as JSON.
+pub async fn stream_plain(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let endpoint = Endpoint {
+        profile: Some(StreamProfile::Plain),
+        ..Endpoint::default()
+    };
+    open(req, state, endpoint).await
+}
+
+/// Whether a request asks for an event stream (`Accept: text/event-stream`).
+pub fn wants_event_stream(ctx: &actix_web::guard::GuardContext<'_>) -> bool {
+    ctx.head()
+        .headers
+        .get_all(actix_web::http::header::ACCEPT)
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.to_ascii_lowercase().contains("text/event-stream"))
+}
+
+async fn open(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    endpoint: Endpoint,
 ) -> Result<HttpResponse, ApiError> {
     if !state.settings.http.sse_enabled {
         return Err(ApiError::NotFound("SSE is disabled on this server".into()));
@@ -59,6 +104,8 @@ pub async fn stream(
                 .ok_or_else(|| ApiError::BadRequest("Last-Event-ID must be an event id".into()))?,
         ),
     };
+    let params = StreamParams::parse(req.head())?;
+    let profile = choose_profile(&params, &endpoint, state.settings.http.stream_profile)?;
     let Admission {
         scope,
         filter,
@@ -70,7 +117,7 @@ pub async fn stream(
         req.head(),
         req.peer_addr().map(|a| a.ip()),
         &state,
-        None,
+        &endpoint,
         last_event_id,
     )?;
     let feed = state.service.open_feed(filter, start).revocable(revocation);
@@ -82,6 +129,7 @@ pub async fn stream(
     heartbeat.reset();
     let stream = Stream {
         feed,
+        profile,
         heartbeat,
         shutdown: state.shutdown.clone(),
         expires: scope.expires_at().map(|at| {
@@ -107,6 +155,7 @@ pub async fn stream(
 
 struct Stream {
     feed: Feed,
+    profile: StreamProfile,
     heartbeat: tokio::time::Interval,
     shutdown: tokio_util::sync::CancellationToken,
     expires: Option<tokio::time::Instant>,
@@ -136,7 +185,7 @@ impl Stream {
                 error_event(&ApiError::TokenExpired)
             }
             frame = self.feed.next() => match frame {
-                Ok(frame) => event(&frame),
+                Ok(frame) => event(self.profile, &frame),
                 Err(err) => {
                     self.finished = true;
                     error_event(&err.into())
@@ -149,15 +198,17 @@ impl Stream {
 }
 
 /// One event in SSE framing; the JSON envelope has no newlines.
-fn event(frame: &Frame) -> String {
-    let kind = frame.topic.kind().as_str();
-    let mut out = String::with_capacity(frame.json.len() + kind.len() + 32);
+fn event(profile: StreamProfile, frame: &Frame) -> String {
+    let data = profile::event_text(profile, frame);
+    let mut out = String::with_capacity(data.len() + 48);
     out.push_str("id: ");
     out.push_str(&frame.id.to_string());
-    out.push_str("\nevent: ");
-    out.push_str(kind);
+    if let Some(name) = profile::sse_event_name(profile, frame) {
+        out.push_str("\nevent: ");
+        out.push_str(name);
+    }
     out.push_str("\ndata: ");
-    out.push_str(&frame.json);
+    out.push_str(&data);
     out.push_str("\n\n");
     out
 }

@@ -137,6 +137,9 @@ pub struct HubStats {
     pub queued_bytes: AtomicUsize,
     pub delivered_frames: AtomicU64,
     pub lagged_connections: AtomicU64,
+    /// Bytes WebSocket sessions have encoded for their clients and the
+    /// sockets have not taken yet (events, replies, pongs), all together.
+    pub owed_bytes: AtomicUsize,
 }
 
 impl Hub {

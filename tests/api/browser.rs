@@ -68,15 +68,18 @@ fn serve_page(listener: TcpListener, html: String) {
 }
 
 /// Headless Chromium with one page open, and a DevTools connection to it.
-struct Browser {
+pub(crate) struct Browser {
     child: Child,
     _profile: tempfile::TempDir,
     page: WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>,
     next_id: u64,
+    /// What the page logged to its console and its uncaught exceptions, in
+    /// order, once [`Browser::capture_console`] was called.
+    pub(crate) console: Vec<String>,
 }
 
 impl Browser {
-    async fn open(url: &str) -> Browser {
+    pub(crate) async fn open(url: &str) -> Browser {
         let program = std::env::var("CHROMIUM").unwrap_or_else(|_| "chromium".to_owned());
         let profile = tempfile::tempdir().expect("profile dir");
         let child = Command::new(&program)
@@ -104,23 +107,80 @@ impl Browser {
         let (page, _) = tokio_tungstenite::connect_async(page_ws.as_str())
             .await
             .expect("connect to the page over DevTools");
-        Browser {
+        let mut browser = Browser {
             child,
             _profile: profile,
             page,
             next_id: 0,
-        }
+            console: Vec::new(),
+        };
+        // A script run before the page has loaded would be lost with the
+        // document it ran in.
+        let loaded = format!("location.href === {url:?} && document.readyState === 'complete'");
+        wait_for(
+            &format!("{url} to load"),
+            Duration::from_secs(30),
+            async || browser.eval(&loaded).await == Value::Bool(true),
+        )
+        .await;
+        browser
+    }
+
+    /// From now on, console messages and uncaught exceptions of the page are
+    /// collected in [`Browser::console`] (as DevTools reports them).
+    pub(crate) async fn capture_console(&mut self) {
+        self.call("Runtime.enable", json!({})).await;
+    }
+
+    /// Runs a script in the page as a user's `<script>` would run; returns
+    /// the text of the exception it threw, if it threw one.
+    pub(crate) async fn run_script(&mut self, script: &str) -> Option<String> {
+        let result = self
+            .call("Runtime.evaluate", json!({ "expression": script }))
+            .await;
+        result.get("exceptionDetails").map(|details| {
+            details["exception"]["description"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
+    }
+
+    /// Waits until the console holds a line for which `wanted` holds.
+    pub(crate) async fn wait_console(&mut self, what: &str, wanted: impl Fn(&str) -> bool) {
+        wait_for(what, Duration::from_secs(30), async || {
+            // A cheap call that lets pending console events arrive.
+            self.eval("0").await;
+            if self.console.iter().any(|line| wanted(line)) {
+                Ok(())
+            } else {
+                Err(format!("console: {:?}", self.console))
+            }
+        })
+        .await
     }
 
     /// Evaluates a JavaScript expression in the page and returns its value.
-    async fn eval(&mut self, expression: &str) -> Value {
+    pub(crate) async fn eval(&mut self, expression: &str) -> Value {
+        let reply = self
+            .call(
+                "Runtime.evaluate",
+                json!({ "expression": expression, "returnByValue": true }),
+            )
+            .await;
+        assert!(
+            reply.get("exceptionDetails").is_none(),
+            "evaluate threw: {reply}"
+        );
+        reply["result"]["value"].clone()
+    }
+
+    /// Calls a DevTools method and returns its result, collecting console
+    /// events that arrive meanwhile.
+    async fn call(&mut self, method: &str, params: Value) -> Value {
         self.next_id += 1;
         let id = self.next_id;
-        let call = json!({
-            "id": id,
-            "method": "Runtime.evaluate",
-            "params": { "expression": expression, "returnByValue": true },
-        });
+        let call = json!({ "id": id, "method": method, "params": params });
         self.page
             .send(Message::text(call.to_string()))
             .await
@@ -135,9 +195,28 @@ impl Browser {
                 continue;
             };
             let reply: Value = serde_json::from_str(&text).expect("DevTools JSON");
+            match reply["method"].as_str() {
+                Some("Runtime.consoleAPICalled") => {
+                    let args = reply["params"]["args"]
+                        .as_array()
+                        .cloned()
+                        .unwrap_or_default();
+                    let line: Vec<String> = args.iter().map(console_arg).collect();
+                    self.console.push(line.join(" "));
+                }
+                Some("Runtime.exceptionThrown") => {
+                    let details = &reply["params"]["exceptionDetails"];
+                    let text = details["exception"]["description"]
+                        .as_str()
+                        .or(details["text"].as_str())
+                        .unwrap_or("");
+                    self.console.push(format!("Uncaught {text}"));
+                }
+                _ => {}
+            }
             if reply["id"].as_u64() == Some(id) {
-                assert!(reply.get("error").is_none(), "evaluate failed: {reply}");
-                return reply["result"]["result"]["value"].clone();
+                assert!(reply.get("error").is_none(), "{method} failed: {reply}");
+                return reply["result"].clone();
             }
         }
     }
@@ -167,6 +246,31 @@ impl Drop for Browser {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// One console argument as text: strings as they are, objects as their
+/// DevTools preview (`{key: value, ...}`, first level only).
+fn console_arg(arg: &Value) -> String {
+    match &arg["value"] {
+        Value::String(s) => s.clone(),
+        Value::Null => match arg["preview"]["properties"].as_array() {
+            Some(properties) => {
+                let fields: Vec<String> = properties
+                    .iter()
+                    .map(|p| {
+                        format!(
+                            "{}: {}",
+                            p["name"].as_str().unwrap_or(""),
+                            p["value"].as_str().unwrap_or("")
+                        )
+                    })
+                    .collect();
+                format!("{{{}}}", fields.join(", "))
+            }
+            None => arg["description"].as_str().unwrap_or("").to_owned(),
+        },
+        other => other.to_string(),
     }
 }
 

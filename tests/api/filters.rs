@@ -53,14 +53,20 @@ on_both_backends! {
         incoming.send_json(json!({ "action": "unsubscribe", "instances": ["beta"] })).await;
         let ack = incoming.control(WAIT).await;
         assert_eq!(ack["type"], "unsubscribed", "{ack}");
-        assert_eq!(ack["data"]["instances"]["all_except"], json!(["beta"]));
+        assert_eq!(
+            ack["data"]["instances"],
+            json!({ "scope": "all_except", "count": 1, "changed": 1 })
+        );
         alpha_deliveries
             .send_json(json!({ "action": "subscribe", "events": ["message"] }))
             .await;
         let ack = alpha_deliveries.control(WAIT).await;
         assert_eq!(ack["type"], "subscribed", "{ack}");
         assert_eq!(ack["data"]["events"], json!(["message", "delivery"]));
-        assert_eq!(ack["data"]["instances"], json!(["alpha"]));
+        assert_eq!(
+            ack["data"]["instances"],
+            json!({ "scope": "only", "count": 1, "changed": 0 })
+        );
 
         let three = app.send_text("beta", "+15550000003", "three").await;
         let four = app.send_text("alpha", "+15550000004", "four").await;

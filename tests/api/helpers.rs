@@ -417,11 +417,12 @@ impl WsClient {
         }
     }
 
-    /// The next event envelope, skipping control messages.
+    /// The next event envelope, skipping control messages (which have a
+    /// `type`; they carry `event` too, for clients of other systems).
     pub async fn event(&mut self, timeout: Duration) -> Value {
         loop {
             let value = self.json(timeout).await;
-            if value.get("event").is_some() {
+            if value.get("event").is_some() && value.get("type").is_none() {
                 return value;
             }
         }

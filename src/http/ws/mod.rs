@@ -1,10 +1,13 @@
-//! The WebSocket endpoint: `/ws`, `/ws/{instance}`, and an upgrade on `/`.
+//! The WebSocket endpoint: `/ws`, `/ws/{instance}`, an upgrade on `/`, and
+//! seed 003's `/ws/feed`, `/ws/notifications`, `/ws/presence`, `/ws/calls`.
 //!
 //! WebSocket handshakes do not go through the actix-web handlers: the HTTP
 //! layer hands every upgrade request, with its socket, to [`upgrade`]. That
 //! checks the request, answers `101 Switching Protocols` and gives the socket
-//! to a [`session::Session`] that owns it from then on; frames are decoded
-//! and encoded with actix-http's WebSocket codec.
+//! to a [`session::Session`] that owns it from then on. What clients send is
+//! read by [`protocol::Reader`] (actix-http's frame codec, plus the RFC 6455
+//! checks the codec leaves out); what the server sends is encoded by the
+//! codec.
 //!
 //! Why not actix-ws: there every frame travels through a channel into the
 //! HTTP layer's response body, which keeps two 8 KiB buffers per connection
@@ -18,35 +21,78 @@
 //! [`super::realtime`]) before the 101 goes out, and an admitted one joins
 //! the hub then too: every event committed after a client saw its handshake
 //! succeed reaches it. A refusal still completes the handshake, so it can be
-//! explained with an error frame before the close code.
+//! explained with an error frame before the close code, except in the `feed`
+//! profile: there a bad credential is answered `401` (`429` once its address
+//! is rate limited) to the handshake itself, because seed 003's client
+//! resets its reconnect backoff whenever a socket opens and would otherwise
+//! retry every two seconds forever.
+//!
+//! # Frames
+//!
+//! Events are the envelope of DESIGN.md (`id`, `seq`, `event`, `instance`,
+//! `timestamp`, `data`). Control messages (errors, acknowledgements, pongs)
+//! are `{"type", "event", "instance", "data", "timestamp"}`, with `event`
+//! equal to `type` and `instance` the path's instance or `null`: the fields
+//! every seed's client reads on every frame. In the default profile a frame
+//! with a `type` is a control message.
+//!
+//! Client messages: `{"type": "ping"}` (any other fields, such as seed
+//! 003's `data` and `timestamp`, are ignored) → `pong`;
+//! `{"action": "subscribe" | "unsubscribe", "instances": [...], "events":
+//! [...]}` (seed 004's `"resource": "<instance>"` names an instance too) →
+//! `subscribed`/`unsubscribed` with `{"instances": {"scope": "all" |
+//! "all_except" | "only", "count": <listed>, "changed": <by this message>},
+//! "events": [...]}`; `{"action": "refresh", "token": "..."}` → `refreshed`.
+//! Named instances must exist (`NOT_FOUND`) and a filter lists at most
+//! `limits.max_filter_instances` of them (`BAD_REQUEST`). Binary messages
+//! are not understood: an error frame, then 1003.
+//!
+//! # Compatibility profiles
+//!
+//! A profile is the wire shape for clients written for another system (the
+//! seeds). Chosen by `?profile=NAME`, else by the path, else `sms-gateway`
+//! when the `events` filter uses seed 000's own words (`incoming`,
+//! `outgoing`, `modem_status_update`, `gnss_position_report`), else
+//! `http.stream_profile` (default `switchboard`).
+//!
+//! | profile | for | what changes |
+//! | --- | --- | --- |
+//! | `switchboard` | everyone | nothing: the envelope above |
+//! | `sms-gateway` | seed 000 | every frame also has `event_type`: `incoming`, `outgoing`, `delivery`, `modem_status_update`, `gnss_position_report`, or the kind |
+//! | `feed` | seed 003; `/ws/feed`, `/ws/notifications`, `/ws/presence` (presence, status), `/ws/calls` (calls) | every event also has `type`: `presence_update`, `status_change`, `call_started`, `call_ended`, or the kind; bad credentials refused at the handshake |
+//! | `plain` | seed 002's `EventSource('/events')` | SSE events have no `event:` line, so `onmessage` sees all of them |
 //!
 //! # Close codes
 //!
 //! | code | meaning | should the client reconnect? |
 //! | --- | --- | --- |
-//! | 1000 | normal closure (the client asked) | if it wants |
+//! | 1000 | normal closure (the client asked; its own code is echoed) | if it wants |
 //! | 1001 | server shutting down | yes, with `since=<last id>` |
-//! | 1002 | the client broke the WebSocket protocol | after fixing the client |
-//! | 1007 | a text frame was not UTF-8 | after fixing the client |
+//! | 1002 | the client broke RFC 6455: a reserved opcode or reserved bit, an unmasked frame, a fragmented or oversized (> 125 bytes) control frame, continuation frames out of order, an invalid close code | after fixing the client |
+//! | 1003 | a binary message (only JSON text is understood) | after fixing the client |
+//! | 1007 | a text message (checked fragment by fragment) or a close reason was not UTF-8 | after fixing the client |
 //! | 1008 | policy: `AUTH_FAILED`, `PERMISSION_DENIED`, `NOT_FOUND`, `BAD_REQUEST` | only after fixing the request |
-//! | 1009 | a client frame was larger than `limits.max_message_size` | yes, without that frame |
+//! | 1009 | a message (or a frame header's announced length) was larger than `limits.max_message_size` | yes, without that message |
 //! | 1011 | server error | yes, with backoff and `since` |
 //! | 1013 | `CONNECTION_LIMIT` | yes, with backoff |
-//! | 4003 | `CREDENTIAL_REVOKED`: the instance the key or token was for was deleted | no: that credential no longer works |
 //! | 4001 | heartbeat timeout: nothing heard for `client_timeout_secs` | yes, with `since` |
+//! | 4002 | not reading: what the server owed at a heartbeat was not all read within `client_timeout_secs`, or more than 256 KiB of replies were left unread | yes, with `since`, and read |
+//! | 4003 | `CREDENTIAL_REVOKED`: the instance the key or token was for was deleted | no: that credential no longer works |
 //! | 4010 | `TOKEN_EXPIRED` | after getting a new token, with `since` |
 //! | 4011 | `CURSOR_EXPIRED`: `since` is older than the retained log | after resynchronizing, without `since` |
-//! | 4029 | `RATE_LIMITED`: too many failed authentications or messages | after a pause |
+//! | 4029 | `RATE_LIMITED`: too many failed authentications, or messages and Pings over `limits.client_messages_per_sec` more than 20 times in a row | after a pause |
 //!
-//! A client that falls behind is not closed: it is caught up from the log
-//! at its own pace (see [`crate::hub::feed`]).
+//! A client that falls behind but reads is not closed: it is caught up from
+//! the log at its own pace (see [`crate::hub::feed`]). A Ping is answered
+//! with one Pong; Pings that arrive before it is sent replace it.
 
+pub mod protocol;
 mod session;
 
 use std::time::Duration;
 
 use actix_codec::Framed;
-use actix_http::{h1, ws::Codec, Request};
+use actix_http::{h1, Request};
 use actix_service::{fn_service, ServiceFactory};
 use actix_web::{http::StatusCode, web, HttpRequest, HttpResponse, ResponseError};
 use bytes::BytesMut;
@@ -54,14 +100,19 @@ use serde_json::json;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use super::{
-    realtime::{admit, check_origin},
+    realtime::{admit, check_origin, choose_profile, credentials, Endpoint, StreamParams},
     AppState,
 };
-use crate::http::error::ApiError;
-use session::Session;
+use crate::{
+    domain::{StreamProfile, Topic, TopicSet},
+    http::error::ApiError,
+};
+use session::{Session, Voice};
 
 pub use session::{
-    CLOSE_CURSOR_EXPIRED, CLOSE_HEARTBEAT, CLOSE_RATE_LIMITED, CLOSE_REVOKED, CLOSE_TOKEN_EXPIRED,
+    CLOSE_CURSOR_EXPIRED, CLOSE_HEARTBEAT, CLOSE_RATE_LIMITED, CLOSE_REVOKED, CLOSE_STUCK,
+    CLOSE_TOKEN_EXPIRED,
+    MAX_REPLY_BACKLOG,
 };
 
 /// How long a handshake answer or a refusal may take to get out.
@@ -108,12 +159,38 @@ where
     })
 }
 
-/// Which instance a WebSocket path names: `Ok(None)` for `/` and `/ws`.
-fn route(path: &str) -> Result<Option<String>, ApiError> {
+/// Seed 003's endpoints: the `feed` profile, and the events each stands for
+/// (`None`: every event). These names are taken: an instance called `feed`
+/// is watched through `/ws?instances=feed`.
+const FEED_ENDPOINTS: [(&str, Option<&[Topic]>); 4] = [
+    ("feed", None),
+    ("notifications", None),
+    ("presence", Some(&[Topic::Presence, Topic::Status])),
+    ("calls", Some(&[Topic::Call])),
+];
+
+/// What a WebSocket path stands for: `/` and `/ws` every instance the
+/// credential sees, `/ws/{instance}` one, and seed 003's endpoints.
+fn route(path: &str) -> Result<Endpoint, ApiError> {
     match path.trim_end_matches('/') {
-        "" | "/ws" => Ok(None),
+        "" | "/ws" => Ok(Endpoint::default()),
         other => match other.strip_prefix("/ws/") {
-            Some(instance) if !instance.contains('/') => Ok(Some(instance.to_owned())),
+            Some(name) if !name.contains('/') => {
+                let feed = FEED_ENDPOINTS
+                    .iter()
+                    .find(|(endpoint, _)| *endpoint == name);
+                Ok(match feed {
+                    Some((_, topics)) => Endpoint {
+                        instance: None,
+                        profile: Some(StreamProfile::Feed),
+                        topics: topics.map(TopicSet::of),
+                    },
+                    None => Endpoint {
+                        instance: Some(name.to_owned()),
+                        ..Endpoint::default()
+                    },
+                })
+            }
             _ => Err(ApiError::NotFound(format!(
                 "no WebSocket endpoint at {}",
                 super::truncate(path, 200)
@@ -140,7 +217,7 @@ where
     drop(parts.read_buf);
     drop(parts.write_buf);
 
-    let checked = route(head.uri.path()).and_then(|path_instance| {
+    let checked = route(head.uri.path()).and_then(|endpoint| {
         if !state.settings.http.websocket_enabled {
             return Err(ApiError::NotFound(
                 "WebSocket is disabled on this server".into(),
@@ -154,10 +231,24 @@ where
         actix_http::ws::verify_handshake(head)
             .map_err(|e| ApiError::BadRequest(format!("not a valid WebSocket handshake: {e}")))?;
         check_origin(head, &state.settings.http.allowed_origins)?;
-        Ok(path_instance)
+        let params = StreamParams::parse(head)?;
+        let profile = choose_profile(&params, &endpoint, state.settings.http.stream_profile)?;
+        if profile == StreamProfile::Feed {
+            // Seed 003's client resets its reconnect backoff whenever a
+            // socket opens: refused after the upgrade, a bad token would
+            // reconnect every two seconds forever. Refused here, it backs
+            // off and gives up.
+            credentials(
+                head,
+                super::client_address(&state, &head.headers, peer),
+                &state,
+                &params,
+            )?;
+        }
+        Ok((endpoint, profile))
     });
-    let path_instance = match checked {
-        Ok(path_instance) => path_instance,
+    let (endpoint, profile) = match checked {
+        Ok(checked) => checked,
         Err(err) => {
             let _ = tokio::time::timeout(HANDSHAKE_GRACE, http_error(&mut io, &err)).await;
             return;
@@ -169,8 +260,8 @@ where
     let accept_key = actix_http::ws::hash_key(key.as_bytes());
     // Admitted clients join the hub before the 101 goes out, so every event
     // committed after a client saw its handshake succeed reaches it.
-    let admitted = admit(head, peer, &state, path_instance, None).map(|admission| {
-        tracing::debug!(scope = %admission.scope.describe(), start = ?admission.start, "websocket admitted");
+    let admitted = admit(head, peer, &state, &endpoint, None).map(|admission| {
+        tracing::debug!(scope = %admission.scope.describe(), start = ?admission.start, %profile, "websocket admitted");
         let feed = state
             .service
             .open_feed(admission.filter, admission.start)
@@ -187,16 +278,19 @@ where
         return;
     }
 
-    let codec = Codec::new().max_size(state.settings.limits.max_message_size);
+    let voice = Voice {
+        profile,
+        instance: endpoint.instance,
+    };
     let sessions = state.sessions.clone();
     match admitted {
         Ok((scope, slot, feed, client)) => {
-            let session = Session::new(io, codec, early, scope, feed, state.clone(), client, slot);
+            let session = Session::new(io, early, voice, scope, feed, state.clone(), client, slot);
             actix_rt::spawn(sessions.track_future(session.run()));
         }
         Err(err) => {
             tracing::debug!(code = err.code(), "websocket refused");
-            actix_rt::spawn(sessions.track_future(session::refuse(io, codec, err)));
+            actix_rt::spawn(sessions.track_future(session::refuse(io, voice, err)));
         }
     }
 }
@@ -210,10 +304,14 @@ async fn http_error<T: AsyncWrite + Unpin>(io: &mut T, err: &ApiError) -> std::i
     out.extend_from_slice(
         format!(
             "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
-             connection: close\r\n\r\n",
+             {}connection: close\r\n\r\n",
             status.as_u16(),
             status.canonical_reason().unwrap_or(""),
-            body.len()
+            body.len(),
+            match err {
+                ApiError::RateLimited(_) => "retry-after: 60\r\n",
+                _ => "",
+            }
         )
         .as_bytes(),
     );
@@ -224,14 +322,26 @@ async fn http_error<T: AsyncWrite + Unpin>(io: &mut T, err: &ApiError) -> std::i
 
 #[cfg(test)]
 mod tests {
-    use super::route;
+    use super::*;
 
     #[test]
-    fn websocket_paths_name_their_instance() {
-        assert_eq!(route("/").expect("root"), None);
-        assert_eq!(route("/ws").expect("ws"), None);
-        assert_eq!(route("/ws/").expect("ws/"), None);
-        assert_eq!(route("/ws/alpha").expect("one").as_deref(), Some("alpha"));
+    fn websocket_paths_name_their_instance_or_their_profile() {
+        assert_eq!(route("/").expect("root"), Endpoint::default());
+        assert_eq!(route("/ws").expect("ws"), Endpoint::default());
+        assert_eq!(route("/ws/").expect("ws/"), Endpoint::default());
+        assert_eq!(
+            route("/ws/alpha").expect("one").instance.as_deref(),
+            Some("alpha")
+        );
+        let feed = route("/ws/feed").expect("feed");
+        assert_eq!(
+            (feed.instance, feed.profile, feed.topics),
+            (None, Some(StreamProfile::Feed), None)
+        );
+        assert_eq!(
+            route("/ws/calls").expect("calls").topics,
+            Some(TopicSet::of(&[Topic::Call]))
+        );
         assert!(route("/ws/a/b").is_err());
         assert!(route("/events").is_err());
     }

@@ -1,67 +1,90 @@
 //! One WebSocket connection, owning its socket.
 //!
 //! A single task per connection turns a loop over: bytes from the client
-//! (decoded into frames and answered), events from its [`Feed`], a
-//! heartbeat, its token's expiry and shutdown. Output goes into one buffer
-//! that is written as soon as the socket takes it, so every frame that is
-//! ready leaves in one write and nothing waits for more. The session pulls
-//! events from its feed only while that buffer is small: beyond that the
-//! hub's queue holds them, and past its limit the feed catches up from the
-//! log, so a slow client costs bounded memory. Buffers are released while a
-//! connection is idle; a client that takes no bytes for the client timeout
-//! is dropped.
+//! (decoded by [`Reader`] into messages and answered), events from its
+//! [`Feed`], a heartbeat, its token's expiry and shutdown. Output goes into
+//! one buffer that is written as soon as the socket takes it, so every frame
+//! that is ready leaves in one write and nothing waits for more.
+//!
+//! What a client can make the server owe it is bounded, whether it reads or
+//! not:
+//! - events are pulled from the feed only while the buffer is small; beyond
+//!   that the hub's queue holds them, and past its limit the feed catches up
+//!   from the log;
+//! - a Ping is answered by one pending Pong, which a newer Ping replaces
+//!   while it has not been sent (RFC 6455 §5.5.3 allows answering only the
+//!   most recent), and Pings count against the message rate limit;
+//! - replies to messages are rate limited, and a client that lets more than
+//!   [`MAX_REPLY_BACKLOG`] bytes of them pile up unread is closed;
+//! - a client must take every byte it was owed at a heartbeat within the
+//!   client timeout: reading a trickle does not count as keeping up.
+//!
+//! Buffers are released while a connection is idle.
 
 use std::{
-    collections::HashSet,
     future::poll_fn,
     net::IpAddr,
     pin::Pin,
+    sync::{atomic::Ordering, Arc},
     task::Poll,
     time::{Duration, Instant},
 };
 
-use actix_codec::{Decoder, Encoder};
-use actix_http::ws::{CloseCode, CloseReason, Codec, Frame, Item, Message, ProtocolError};
+use actix_codec::Encoder;
+use actix_http::ws::{CloseCode, CloseReason, Codec, Message};
 use actix_web::web;
 use bytes::{Buf, Bytes, BytesMut};
-use serde::Deserialize;
 use serde_json::json;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 
-use super::super::{
-    authenticate,
-    limits::{ConnectionSlot, TokenBucket},
-    realtime::narrow,
-    AppState,
+use super::{
+    super::{
+        authenticate,
+        limits::{ConnectionSlot, TokenBucket},
+        realtime::{check_filter_instances, narrow, too_many_instances},
+        AppState,
+    },
+    protocol::{parse_client_message, ClientMessage, Incoming, Reader},
 };
 use crate::{
     auth::Scope,
-    domain::InstanceName,
-    event::{format_timestamp, Frame as EventFrame, TopicSet},
+    domain::{InstanceName, StreamProfile},
+    event::{format_timestamp, profile, Frame as EventFrame, TopicSet},
     http::error::ApiError,
-    hub::{feed::Feed, InstanceFilter},
+    hub::{feed::Feed, Hub, InstanceFilter},
 };
 
 /// Close code: nothing heard from the client for `client_timeout_secs`.
 pub const CLOSE_HEARTBEAT: u16 = 4001;
+/// Close code: the client stopped taking what the server owes it.
+pub const CLOSE_STUCK: u16 = 4002;
+/// Close code: the credential was revoked (its instance was deleted).
+pub const CLOSE_REVOKED: u16 = 4003;
 /// Close code: the token expired; refresh it and resume.
 pub const CLOSE_TOKEN_EXPIRED: u16 = 4010;
 /// Close code: the `since` cursor is older than the retained log.
 pub const CLOSE_CURSOR_EXPIRED: u16 = 4011;
 /// Close code: rate limited.
 pub const CLOSE_RATE_LIMITED: u16 = 4029;
-/// Close code: the credential was revoked (its instance was deleted).
-pub const CLOSE_REVOKED: u16 = 4003;
 
 /// How long a closing message may take to get out to a client that is not
 /// reading, before the socket is simply dropped.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
-/// Messages over the rate limit a client may send in a row before it is
-/// closed rather than answered.
+/// How long, after its close frame went out, the server keeps reading (and
+/// discarding) what the client still sends before it drops the socket. A
+/// socket dropped with unread input is reset, and a reset can destroy the
+/// close frame before the client reads it.
+const LINGER: Duration = Duration::from_secs(2);
+/// Messages (and Pings) over the rate limit a client may send in a row
+/// before it is closed rather than answered.
 const FLOOD_TOLERANCE: u32 = 20;
 /// Output bytes a session encodes ahead of the socket before it stops
 /// pulling from its feed (the rest waits in the hub queue or the log).
 const HIGH_WATER: usize = 64 * 1024;
+/// Reply bytes (answers to messages, pongs) a client may leave unread
+/// before it counts as not reading. Replies are rate limited, so a client
+/// that reads at all stays far below it.
+pub const MAX_REPLY_BACKLOG: usize = 256 * 1024;
 /// Bytes read from the socket per read.
 const READ_CHUNK: usize = 2048;
 
@@ -72,6 +95,8 @@ pub(super) enum End {
     Close(CloseCode, String),
     /// An error frame, then the close code that goes with it.
     Error(ApiError),
+    /// An error frame, then the given close code.
+    ErrorWith(ApiError, CloseCode),
 }
 
 /// What one turn of the socket did.
@@ -81,15 +106,73 @@ enum Io {
     Closed,
 }
 
+/// How a connection's frames look and what its control messages say.
+#[derive(Debug, Clone)]
+pub(super) struct Voice {
+    pub profile: StreamProfile,
+    /// The instance named by the path, repeated on control messages.
+    pub instance: Option<String>,
+}
+
+impl Voice {
+    fn control(&self, kind: &str, data: serde_json::Value) -> String {
+        profile::control(self.profile, kind, self.instance.as_deref(), data)
+    }
+
+    fn error(&self, err: &ApiError) -> String {
+        self.control(
+            "error",
+            json!({ "code": err.code(), "message": err.to_string() }),
+        )
+    }
+}
+
+/// This session's share of the hub's `owed_bytes` gauge, given back on drop.
+struct Owed {
+    hub: Arc<Hub>,
+    counted: usize,
+}
+
+impl Owed {
+    fn set(&mut self, now: usize) {
+        let gauge = &self.hub.stats().owed_bytes;
+        if now > self.counted {
+            gauge.fetch_add(now - self.counted, Ordering::Relaxed);
+        } else {
+            gauge.fetch_sub(self.counted - now, Ordering::Relaxed);
+        }
+        self.counted = now;
+    }
+}
+
+impl Drop for Owed {
+    fn drop(&mut self) {
+        self.set(0);
+    }
+}
+
 pub(super) struct Session<T> {
     io: T,
+    /// Encodes the server's frames.
     codec: Codec,
+    /// Decodes and checks the client's.
+    reader: Reader,
     read_buf: BytesMut,
     write_buf: BytesMut,
     /// Whether written bytes may still sit in a layer below (TLS) unflushed.
     flush_needed: bool,
-    /// A message arriving in several frames: text or not, and what came.
-    partial: Option<(bool, BytesMut)>,
+    /// Bytes the socket has taken, ever: with `write_buf`, how far the
+    /// client must read to have everything it was owed.
+    written: u64,
+    /// At a heartbeat with output pending: when, and how far `written` had
+    /// to get. Met when the client has read that far; a client that has
+    /// not within the client timeout is stuck.
+    owed_mark: Option<(Instant, u64)>,
+    /// Reply bytes pushed since the buffer was last empty.
+    reply_backlog: usize,
+    /// The answer to the newest Ping, not yet encoded.
+    pending_pong: Option<Bytes>,
+    voice: Voice,
     scope: Scope,
     /// Replay, then live; its cursor is where a resuming client continues.
     feed: Feed,
@@ -103,8 +186,7 @@ pub(super) struct Session<T> {
     /// The client's address, for the failed-authentication limit.
     peer: Option<IpAddr>,
     last_heard: Instant,
-    /// When the socket last took bytes (or had none to take).
-    last_progress: Instant,
+    owed: Owed,
     /// The place this connection holds under the connection limits.
     _slot: ConnectionSlot,
 }
@@ -113,8 +195,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Session<T> {
     #[allow(clippy::too_many_arguments)]
     pub(super) fn new(
         io: T,
-        codec: Codec,
         early: BytesMut,
+        voice: Voice,
         scope: Scope,
         feed: Feed,
         state: web::Data<AppState>,
@@ -124,13 +206,22 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Session<T> {
         let limits = &state.settings.limits;
         let messages =
             TokenBucket::new(limits.client_messages_per_sec, limits.client_message_burst);
+        let owed = Owed {
+            hub: state.service.hub().clone(),
+            counted: 0,
+        };
         Session {
             io,
-            codec,
+            codec: Codec::new(),
+            reader: Reader::new(limits.max_message_size),
             read_buf: early,
             write_buf: BytesMut::new(),
             flush_needed: false,
-            partial: None,
+            written: 0,
+            owed_mark: None,
+            reply_backlog: 0,
+            pending_pong: None,
+            voice,
             expiry: expiry(&scope),
             scope,
             feed,
@@ -139,7 +230,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Session<T> {
             state,
             peer,
             last_heard: Instant::now(),
-            last_progress: Instant::now(),
+            owed,
             _slot: slot,
         }
     }
@@ -155,6 +246,12 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Session<T> {
         let end = match self.start() {
             Err(end) => end,
             Ok(()) => loop {
+                if self.write_buf.len() < HIGH_WATER {
+                    if let Some(pong) = self.pending_pong.take() {
+                        self.push_reply(Message::Pong(pong));
+                    }
+                }
+                self.owed.set(self.write_buf.len());
                 let room = self.write_buf.len() < HIGH_WATER;
                 tokio::select! {
                     biased;
@@ -166,23 +263,27 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Session<T> {
                     }
                     // Also while the client reads nothing (no room to pull).
                     _ = revocation.revoked() => break End::Error(ApiError::Revoked),
-                    io = turn(&mut self.io, &mut self.read_buf, &mut self.write_buf, &mut self.flush_needed) => {
+                    io = turn(&mut self.io, &mut self.read_buf, &mut self.write_buf, &mut self.flush_needed, &mut self.written) => {
                         match io {
                             Io::Read => {
                                 self.last_heard = Instant::now();
                                 if let Err(end) = self.take_input() {
                                     break end;
                                 }
+                                if self.reply_backlog > MAX_REPLY_BACKLOG {
+                                    break stuck("replies left unread");
+                                }
                             }
-                            Io::Wrote => self.last_progress = Instant::now(),
+                            Io::Wrote => {
+                                if self.write_buf.is_empty() {
+                                    self.reply_backlog = 0;
+                                }
+                            }
                             Io::Closed => break End::Gone,
                         }
                     }
                     frame = self.feed.next(), if room => match frame {
                         Ok(frame) => {
-                            if self.write_buf.is_empty() {
-                                self.last_progress = Instant::now();
-                            }
                             self.push_event(&frame);
                             // Everything else that is ready goes in the same write.
                             while self.write_buf.len() < HIGH_WATER {
@@ -196,11 +297,19 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Session<T> {
                         if self.last_heard.elapsed() >= client_timeout {
                             break End::Close(CloseCode::Other(CLOSE_HEARTBEAT), "heartbeat timeout".into());
                         }
-                        if !self.write_buf.is_empty() && self.last_progress.elapsed() >= client_timeout {
-                            // It has taken nothing for that long: it is stuck.
-                            break End::Gone;
+                        if let Some((since, mark)) = self.owed_mark {
+                            if self.written >= mark {
+                                self.owed_mark = None;
+                            } else if since.elapsed() >= client_timeout {
+                                // It took less than it was owed in that time:
+                                // reading a trickle is not keeping up.
+                                break stuck("output owed was not read within the client timeout");
+                            }
                         }
                         self.push(Message::Ping(Bytes::new()));
+                        if self.owed_mark.is_none() && !self.write_buf.is_empty() {
+                            self.owed_mark = Some((Instant::now(), self.written + self.write_buf.len() as u64));
+                        }
                         self.release_idle_buffers();
                     }
                 }
@@ -223,14 +332,21 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Session<T> {
         Ok(())
     }
 
-    /// Sends what the end calls for and lets the socket go.
+    /// Sends what the end calls for, gives back the connection's place and
+    /// subscription, and lets the socket go once the client has had its
+    /// chance to read the close.
     async fn finish(mut self, end: End) {
         let close = match end {
             End::Gone => None,
             End::Close(code, reason) => Some((code, reason)),
             End::Error(err) => {
-                self.push(Message::Text(error_frame(&err).into()));
-                Some((close_code(&err), err.code().to_owned()))
+                let code = close_code(&err);
+                self.push(Message::Text(self.voice.error(&err).into()));
+                Some((code, err.code().to_owned()))
+            }
+            End::ErrorWith(err, code) => {
+                self.push(Message::Text(self.voice.error(&err).into()));
+                Some((code, err.code().to_owned()))
             }
         };
         let Some((code, reason)) = close else { return };
@@ -239,13 +355,24 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Session<T> {
             code,
             description: Some(reason),
         })));
-        let io = &mut self.io;
-        let out = &mut self.write_buf;
-        let _ = tokio::time::timeout(CLOSE_GRACE, async move {
-            io.write_all_buf(out).await?;
+        let Session {
+            mut io,
+            mut write_buf,
+            feed,
+            _slot,
+            owed,
+            ..
+        } = self;
+        drop((feed, _slot, owed));
+        let sent = tokio::time::timeout(CLOSE_GRACE, async {
+            io.write_all_buf(&mut write_buf).await?;
             io.shutdown().await
         })
         .await;
+        if matches!(sent, Ok(Ok(()))) {
+            drop(write_buf);
+            linger(io).await;
+        }
     }
 
     /// Encodes a message into the output buffer.
@@ -257,8 +384,16 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Session<T> {
         }
     }
 
+    /// Encodes an answer to the client, counting it in the reply backlog.
+    fn push_reply(&mut self, message: Message) {
+        let before = self.write_buf.len();
+        self.push(message);
+        self.reply_backlog += self.write_buf.len() - before;
+    }
+
     fn push_event(&mut self, frame: &EventFrame) {
-        self.push(Message::Text(frame.json.clone()));
+        let text = profile::event_text(self.voice.profile, frame);
+        self.push(Message::Text(text));
     }
 
     /// Gives back buffers a quiet connection does not need.
@@ -271,19 +406,13 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Session<T> {
         }
     }
 
-    /// Decodes and handles every complete frame the client sent.
+    /// Decodes and handles every complete message the client sent.
     fn take_input(&mut self) -> Result<(), End> {
         loop {
-            match self.codec.decode(&mut self.read_buf) {
-                Ok(Some(frame)) => self.on_frame(frame)?,
+            match self.reader.next(&mut self.read_buf) {
+                Ok(Some(incoming)) => self.on_incoming(incoming)?,
                 Ok(None) => break,
-                Err(ProtocolError::Overflow) => return Err(self.too_big()),
-                Err(err) => {
-                    return Err(End::Close(
-                        CloseCode::Protocol,
-                        format!("protocol error: {err}"),
-                    ))
-                }
+                Err(violation) => return Err(End::Close(violation.code, violation.reason)),
             }
         }
         if self.read_buf.is_empty() {
@@ -292,128 +421,84 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Session<T> {
         Ok(())
     }
 
-    fn too_big(&self) -> End {
-        End::Close(
-            CloseCode::Size,
-            format!(
-                "message larger than {} bytes",
-                self.state.settings.limits.max_message_size
-            ),
-        )
-    }
-
-    fn on_frame(&mut self, frame: Frame) -> Result<(), End> {
-        match frame {
-            Frame::Text(bytes) => self.on_message(true, bytes),
-            Frame::Binary(bytes) => self.on_message(false, bytes),
-            Frame::Continuation(item) => self.on_continuation(item),
-            Frame::Ping(bytes) => {
-                self.push(Message::Pong(bytes));
+    fn on_incoming(&mut self, incoming: Incoming) -> Result<(), End> {
+        match incoming {
+            Incoming::Text(text) => {
+                if self.admit_message()? {
+                    let reply = self.answer(&text);
+                    self.push_reply(Message::Text(reply.into()));
+                }
                 Ok(())
             }
-            Frame::Pong(_) => Ok(()),
-            Frame::Close(_) => Err(End::Close(CloseCode::Normal, "goodbye".into())),
+            Incoming::Binary(_) => Err(End::ErrorWith(
+                ApiError::BadRequest("binary frames are not understood; send JSON text".into()),
+                CloseCode::Unsupported,
+            )),
+            Incoming::Ping(payload) => {
+                // Only the newest Ping is answered; it is counted like a
+                // message so a flood of them is closed, not queued.
+                self.pending_pong = Some(payload);
+                self.admit_message()?;
+                Ok(())
+            }
+            Incoming::Pong(_) => Ok(()),
+            Incoming::Close(reason) => {
+                // The closing handshake echoes the client's code.
+                let code = reason.map_or(CloseCode::Normal, |r| r.code);
+                Err(End::Close(code, String::new()))
+            }
         }
     }
 
-    /// Puts a message sent in several frames back together.
-    fn on_continuation(&mut self, item: Item) -> Result<(), End> {
-        let (first, last, bytes) = match item {
-            Item::FirstText(bytes) => (Some(true), false, bytes),
-            Item::FirstBinary(bytes) => (Some(false), false, bytes),
-            Item::Continue(bytes) => (None, false, bytes),
-            Item::Last(bytes) => (None, true, bytes),
-        };
-        let collected = match (first, self.partial.take()) {
-            (Some(text), None) => (text, BytesMut::new()),
-            (None, Some(partial)) => partial,
-            (Some(_), Some(_)) => {
-                return Err(End::Close(
-                    CloseCode::Protocol,
-                    "a new message began inside another".into(),
-                ))
-            }
-            (None, None) => {
-                return Err(End::Close(
-                    CloseCode::Protocol,
-                    "a continuation without a first frame".into(),
-                ))
-            }
-        };
-        let (text, mut collected) = collected;
-        if collected.len() + bytes.len() > self.state.settings.limits.max_message_size {
-            return Err(self.too_big());
+    /// Spends a token of the message rate limit. `Ok(false)`: over the
+    /// limit, answered with RATE_LIMITED; an `Err` once the client keeps
+    /// flooding.
+    fn admit_message(&mut self) -> Result<bool, End> {
+        if self.messages.take() {
+            self.flooding = 0;
+            return Ok(true);
         }
-        collected.extend_from_slice(&bytes);
-        if last {
-            self.on_message(text, collected.freeze())
-        } else {
-            self.partial = Some((text, collected));
-            Ok(())
+        self.flooding += 1;
+        let err = ApiError::RateLimited(format!(
+            "more than {} messages a second; this one was ignored",
+            self.state.settings.limits.client_messages_per_sec
+        ));
+        if self.flooding > FLOOD_TOLERANCE {
+            return Err(End::Error(err));
         }
-    }
-
-    /// A whole message from the client.
-    fn on_message(&mut self, text: bool, bytes: Bytes) -> Result<(), End> {
-        if !self.messages.take() {
-            self.flooding += 1;
-            let err = ApiError::RateLimited(format!(
-                "more than {} messages a second; this one was ignored",
-                self.state.settings.limits.client_messages_per_sec
-            ));
-            if self.flooding > FLOOD_TOLERANCE {
-                return Err(End::Error(err));
-            }
-            self.push(Message::Text(error_frame(&err).into()));
-            return Ok(());
-        }
-        self.flooding = 0;
-        if !text {
-            self.push(Message::Text(
-                error_frame(&ApiError::BadRequest(
-                    "binary frames are not understood; send JSON text".into(),
-                ))
-                .into(),
-            ));
-            return Ok(());
-        }
-        let Ok(text) = std::str::from_utf8(&bytes) else {
-            return Err(End::Close(
-                CloseCode::Invalid,
-                "text frames must be UTF-8".into(),
-            ));
-        };
-        let reply = self.answer(text);
-        self.push(Message::Text(reply.into()));
-        Ok(())
+        let reply = self.voice.error(&err);
+        self.push_reply(Message::Text(reply.into()));
+        Ok(false)
     }
 
     /// The reply to a client message.
     fn answer(&mut self, text: &str) -> String {
-        let message: ClientMessage = match serde_json::from_str(text) {
+        let message = match parse_client_message(text) {
             Ok(message) => message,
-            Err(err) => {
-                return error_frame(&ApiError::BadRequest(format!("not valid JSON: {err}")))
-            }
+            Err(err) => return self.voice.error(&ApiError::BadRequest(err)),
         };
         if message.kind.as_deref() == Some("ping") {
-            return control("pong", json!({}));
+            return self.voice.control("pong", json!({}));
         }
         match message.action.as_deref() {
             Some(action @ ("subscribe" | "unsubscribe")) => {
                 match self.change_filter(action == "subscribe", &message) {
-                    Ok(()) => control(&format!("{action}d"), self.describe_filter()),
-                    Err(err) => error_frame(&err),
+                    Ok(changed) => {
+                        let mut summary = self.describe_filter();
+                        summary["instances"]["changed"] = json!(changed);
+                        self.voice.control(&format!("{action}d"), summary)
+                    }
+                    Err(err) => self.voice.error(&err),
                 }
             }
             Some("refresh") => match self.refresh(message.token.as_deref()) {
-                Ok(expires_at) => control(
+                Ok(expires_at) => self.voice.control(
                     "refreshed",
                     json!({ "expiresAt": format_timestamp(expires_at), "filter": self.describe_filter() }),
                 ),
-                Err(err) => error_frame(&err),
+                Err(err) => self.voice.error(&err),
             },
-            _ => error_frame(&ApiError::BadRequest(
+            _ => self.voice.error(&ApiError::BadRequest(
                 "unknown message: send {\"type\":\"ping\"}, \
                  {\"action\":\"subscribe\"|\"unsubscribe\",\"instances\":[...],\"events\":[...]} \
                  or {\"action\":\"refresh\",\"token\":\"...\"}"
@@ -422,18 +507,23 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Session<T> {
         }
     }
 
+    /// The filter in a few bytes, whatever its size: which instances (all,
+    /// all but some, or only some) and how many are listed, and the events.
     fn describe_filter(&self) -> serde_json::Value {
         let filter = self.feed.subscription().filter();
-        let instances = match &filter.instances {
-            InstanceFilter::All { except } if except.is_empty() => json!("*"),
-            InstanceFilter::All { except } => json!({ "all_except": sorted(except) }),
-            InstanceFilter::Only(names) => json!(sorted(names)),
+        let (scope, listed) = match &filter.instances {
+            InstanceFilter::All { except } if except.is_empty() => ("all", 0),
+            InstanceFilter::All { except } => ("all_except", except.len()),
+            InstanceFilter::Only(names) => ("only", names.len()),
         };
         let events = filter
             .topics
             .unwrap_or_else(TopicSet::all)
             .intersect(filter.allowed);
-        json!({ "instances": instances, "events": events.names() })
+        json!({
+            "instances": { "scope": scope, "count": listed },
+            "events": events.names(),
+        })
     }
 
     /// Swaps in a fresh token before the current one expires. The new
@@ -463,35 +553,62 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Session<T> {
         Ok(expires_at)
     }
 
-    /// Applies a subscribe (add) or unsubscribe (remove) to the filter.
-    fn change_filter(&mut self, add: bool, message: &ClientMessage) -> Result<(), ApiError> {
-        if message.instances.is_none() && message.events.is_none() {
+    /// Applies a subscribe (add) or unsubscribe (remove) to the filter and
+    /// says how many instances it changed. Named instances must exist and
+    /// be visible to the credential, and the filter may not list more than
+    /// `limits.max_filter_instances`.
+    fn change_filter(&mut self, add: bool, message: &ClientMessage) -> Result<usize, ApiError> {
+        let raw_names: Vec<&str> = message
+            .instances
+            .iter()
+            .flatten()
+            .chain(message.resource.iter())
+            .map(String::as_str)
+            .collect();
+        let names_given = message.instances.is_some() || message.resource.is_some();
+        if !names_given && message.events.is_none() {
             return Err(ApiError::BadRequest(
-                "name 'instances' and/or 'events' to change".into(),
+                "name 'instances' (or 'resource') and/or 'events' to change".into(),
             ));
         }
+        let max = self.state.settings.limits.max_filter_instances;
+        if raw_names.len() > max {
+            return Err(too_many_instances(max));
+        }
+        let names = raw_names
+            .iter()
+            .map(|n| InstanceName::parse(n))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        // Scope before existence, so a key cannot probe other instances.
+        if let Some(other) = names.iter().find(|n| !self.scope.can_see(n)) {
+            return Err(ApiError::Forbidden(format!(
+                "this credential may not watch instance '{other}'"
+            )));
+        }
+        check_filter_instances(&self.state, &names)?;
         let mut filter = self.feed.subscription().filter().clone();
-        if let Some(raw) = &message.instances {
-            let names = raw
+        let mut changed = 0;
+        match (&mut filter.instances, add) {
+            (InstanceFilter::All { except }, true) => names
                 .iter()
-                .map(|n| InstanceName::parse(n))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| ApiError::BadRequest(e.to_string()))?;
-            if let Some(other) = names.iter().find(|n| !self.scope.can_see(n)) {
-                return Err(ApiError::Forbidden(format!(
-                    "this credential may not watch instance '{other}'"
-                )));
-            }
-            match (&mut filter.instances, add) {
-                (InstanceFilter::All { except }, true) => names.iter().for_each(|n| {
-                    except.remove(n);
-                }),
-                (InstanceFilter::All { except }, false) => except.extend(names),
-                (InstanceFilter::Only(set), true) => set.extend(names),
-                (InstanceFilter::Only(set), false) => names.iter().for_each(|n| {
-                    set.remove(n);
-                }),
-            }
+                .for_each(|n| changed += usize::from(except.remove(n))),
+            (InstanceFilter::All { except }, false) => names
+                .iter()
+                .for_each(|n| changed += usize::from(except.insert(n.clone()))),
+            (InstanceFilter::Only(set), true) => names
+                .iter()
+                .for_each(|n| changed += usize::from(set.insert(n.clone()))),
+            (InstanceFilter::Only(set), false) => names
+                .iter()
+                .for_each(|n| changed += usize::from(set.remove(n))),
+        }
+        let listed = match &filter.instances {
+            InstanceFilter::All { except } => except.len(),
+            InstanceFilter::Only(set) => set.len(),
+        };
+        if listed > max {
+            return Err(too_many_instances(max));
         }
         if let Some(raw) = &message.events {
             let topics = TopicSet::parse_list(raw.iter().map(String::as_str))
@@ -505,26 +622,50 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Session<T> {
             };
         }
         self.feed.subscription_mut().set_filter(filter);
-        Ok(())
+        Ok(changed)
     }
 }
 
+/// The end of a client that does not take what it is owed.
+fn stuck(why: &str) -> End {
+    End::Close(CloseCode::Other(CLOSE_STUCK), format!("not reading: {why}"))
+}
+
+/// Reads and discards what a closed connection's client still sends, until
+/// it closes its side or [`LINGER`] has passed, so the socket is not reset
+/// under the close frame it has yet to read.
+async fn linger<T: AsyncRead + Unpin>(mut io: T) {
+    let mut sink = [0u8; READ_CHUNK];
+    let _ = tokio::time::timeout(LINGER, async {
+        while matches!(io.read(&mut sink).await, Ok(n) if n > 0) {}
+    })
+    .await;
+}
+
 /// Sends a refusal (error frame and close) on a fresh WebSocket, then drops it.
-pub(super) async fn refuse<T: AsyncWrite + Unpin>(mut io: T, mut codec: Codec, err: ApiError) {
+pub(super) async fn refuse<T: AsyncRead + AsyncWrite + Unpin>(
+    mut io: T,
+    voice: Voice,
+    err: ApiError,
+) {
+    let mut codec = Codec::new();
     let mut out = BytesMut::new();
     let reason = CloseReason {
         code: close_code(&err),
         description: Some(err.code().to_owned()),
     };
     let encoded = codec
-        .encode(Message::Text(error_frame(&err).into()), &mut out)
+        .encode(Message::Text(voice.error(&err).into()), &mut out)
         .and_then(|()| codec.encode(Message::Close(Some(reason)), &mut out));
     if encoded.is_ok() {
-        let _ = tokio::time::timeout(CLOSE_GRACE, async move {
+        let sent = tokio::time::timeout(CLOSE_GRACE, async {
             io.write_all_buf(&mut out).await?;
             io.shutdown().await
         })
         .await;
+        if matches!(sent, Ok(Ok(()))) {
+            linger(io).await;
+        }
     }
 }
 
@@ -536,6 +677,7 @@ async fn turn<T: AsyncRead + AsyncWrite + Unpin>(
     read_buf: &mut BytesMut,
     write_buf: &mut BytesMut,
     flush_needed: &mut bool,
+    written: &mut u64,
 ) -> Io {
     poll_fn(|cx| {
         let mut wrote = false;
@@ -544,6 +686,7 @@ async fn turn<T: AsyncRead + AsyncWrite + Unpin>(
                 Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(Io::Closed),
                 Poll::Ready(Ok(n)) => {
                     write_buf.advance(n);
+                    *written += n as u64;
                     *flush_needed = true;
                     wrote = true;
                 }
@@ -579,26 +722,13 @@ async fn turn<T: AsyncRead + AsyncWrite + Unpin>(
 fn close_code(err: &ApiError) -> CloseCode {
     match err {
         ApiError::TokenExpired => CloseCode::Other(CLOSE_TOKEN_EXPIRED),
+        ApiError::Revoked => CloseCode::Other(CLOSE_REVOKED),
         ApiError::CursorExpired(_) => CloseCode::Other(CLOSE_CURSOR_EXPIRED),
         ApiError::RateLimited(_) => CloseCode::Other(CLOSE_RATE_LIMITED),
-        ApiError::Revoked => CloseCode::Other(CLOSE_REVOKED),
         ApiError::ConnectionLimit(_) | ApiError::Unavailable(_) => CloseCode::Again,
         ApiError::Internal(_) => CloseCode::Error,
         _ => CloseCode::Policy,
     }
-}
-
-/// A server-to-client control message: `{"type", "data", "timestamp"}`.
-fn control(kind: &str, data: serde_json::Value) -> String {
-    json!({ "type": kind, "data": data, "timestamp": format_timestamp(chrono::Utc::now()) })
-        .to_string()
-}
-
-fn error_frame(err: &ApiError) -> String {
-    control(
-        "error",
-        json!({ "code": err.code(), "message": err.to_string() }),
-    )
 }
 
 /// A timer for when a scope's token expires (none for keys).
@@ -614,21 +744,4 @@ async fn expired(expiry: &mut Option<Pin<Box<tokio::time::Sleep>>>) {
         Some(sleep) => sleep.as_mut().await,
         None => std::future::pending().await,
     }
-}
-
-/// A message from the client.
-#[derive(Deserialize)]
-struct ClientMessage {
-    action: Option<String>,
-    #[serde(rename = "type")]
-    kind: Option<String>,
-    instances: Option<Vec<String>>,
-    events: Option<Vec<String>>,
-    token: Option<String>,
-}
-
-fn sorted(names: &HashSet<InstanceName>) -> Vec<&str> {
-    let mut names: Vec<&str> = names.iter().map(|n| n.as_str()).collect();
-    names.sort_unstable();
-    names
 }
