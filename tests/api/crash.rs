@@ -69,7 +69,7 @@ impl ResumingClient {
                 loop {
                     tokio::select! {
                         received = ws.next(Duration::from_secs(3600)) => match received {
-                            Received::Json(event) if event.get("event").is_some() => {
+                            Received::Json(event) if event.get("type").is_none() => {
                                 let id = event["id"].as_i64().expect("id");
                                 seen.push(id);
                                 reached.store(id, Ordering::SeqCst);

@@ -36,7 +36,7 @@ async fn read_to_close(ws: &mut WsClient) -> (Vec<i64>, Vec<String>, u16) {
     let (mut ids, mut errors) = (Vec::new(), Vec::new());
     loop {
         match ws.next(WAIT).await {
-            Received::Json(frame) if frame.get("event").is_some() => {
+            Received::Json(frame) if frame.get("type").is_none() => {
                 ids.push(frame["id"].as_i64().expect("id"));
             }
             Received::Json(frame) => {

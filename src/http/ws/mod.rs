@@ -86,6 +86,7 @@
 //! the log at its own pace (see [`crate::hub::feed`]). A Ping is answered
 //! with one Pong; Pings that arrive before it is sent replace it.
 
+mod liveness;
 pub mod protocol;
 mod session;
 
@@ -111,8 +112,7 @@ use session::{Session, Voice};
 
 pub use session::{
     CLOSE_CURSOR_EXPIRED, CLOSE_HEARTBEAT, CLOSE_RATE_LIMITED, CLOSE_REVOKED, CLOSE_STUCK,
-    CLOSE_TOKEN_EXPIRED,
-    MAX_REPLY_BACKLOG,
+    CLOSE_TOKEN_EXPIRED, MAX_REPLY_BACKLOG,
 };
 
 /// How long a handshake answer or a refusal may take to get out.

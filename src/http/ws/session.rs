@@ -27,7 +27,7 @@ use std::{
     pin::Pin,
     sync::{atomic::Ordering, Arc},
     task::Poll,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use actix_codec::Encoder;
@@ -44,6 +44,7 @@ use super::{
         realtime::{check_filter_instances, narrow, too_many_instances},
         AppState,
     },
+    liveness::{Liveness, Verdict},
     protocol::{parse_client_message, ClientMessage, Incoming, Reader},
 };
 use crate::{
@@ -164,10 +165,8 @@ pub(super) struct Session<T> {
     /// Bytes the socket has taken, ever: with `write_buf`, how far the
     /// client must read to have everything it was owed.
     written: u64,
-    /// At a heartbeat with output pending: when, and how far `written` had
-    /// to get. Met when the client has read that far; a client that has
-    /// not within the client timeout is stuck.
-    owed_mark: Option<(Instant, u64)>,
+    /// Whether the client is still there and still reading.
+    liveness: Liveness,
     /// Reply bytes pushed since the buffer was last empty.
     reply_backlog: usize,
     /// The answer to the newest Ping, not yet encoded.
@@ -185,7 +184,6 @@ pub(super) struct Session<T> {
     state: web::Data<AppState>,
     /// The client's address, for the failed-authentication limit.
     peer: Option<IpAddr>,
-    last_heard: Instant,
     owed: Owed,
     /// The place this connection holds under the connection limits.
     _slot: ConnectionSlot,
@@ -218,7 +216,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Session<T> {
             write_buf: BytesMut::new(),
             flush_needed: false,
             written: 0,
-            owed_mark: None,
+            liveness: Liveness::new(Duration::from_secs(
+                state.settings.http.client_timeout_secs.max(1),
+            )),
             reply_backlog: 0,
             pending_pong: None,
             voice,
@@ -229,7 +229,6 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Session<T> {
             flooding: 0,
             state,
             peer,
-            last_heard: Instant::now(),
             owed,
             _slot: slot,
         }
@@ -237,7 +236,6 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Session<T> {
 
     pub(super) async fn run(mut self) {
         let http = &self.state.settings.http;
-        let client_timeout = Duration::from_secs(http.client_timeout_secs.max(1));
         let mut heartbeat =
             tokio::time::interval(Duration::from_secs(http.ping_interval_secs.max(1)));
         heartbeat.tick().await;
@@ -266,7 +264,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Session<T> {
                     io = turn(&mut self.io, &mut self.read_buf, &mut self.write_buf, &mut self.flush_needed, &mut self.written) => {
                         match io {
                             Io::Read => {
-                                self.last_heard = Instant::now();
+                                self.liveness.heard();
                                 if let Err(end) = self.take_input() {
                                     break end;
                                 }
@@ -294,22 +292,17 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Session<T> {
                         Err(err) => break End::Error(err.into()),
                     },
                     _ = heartbeat.tick() => {
-                        if self.last_heard.elapsed() >= client_timeout {
-                            break End::Close(CloseCode::Other(CLOSE_HEARTBEAT), "heartbeat timeout".into());
-                        }
-                        if let Some((since, mark)) = self.owed_mark {
-                            if self.written >= mark {
-                                self.owed_mark = None;
-                            } else if since.elapsed() >= client_timeout {
-                                // It took less than it was owed in that time:
-                                // reading a trickle is not keeping up.
+                        match self.liveness.check(self.written) {
+                            Verdict::Alive => {}
+                            Verdict::Silent => {
+                                break End::Close(CloseCode::Other(CLOSE_HEARTBEAT), "heartbeat timeout".into());
+                            }
+                            Verdict::Stuck => {
                                 break stuck("output owed was not read within the client timeout");
                             }
                         }
                         self.push(Message::Ping(Bytes::new()));
-                        if self.owed_mark.is_none() && !self.write_buf.is_empty() {
-                            self.owed_mark = Some((Instant::now(), self.written + self.write_buf.len() as u64));
-                        }
+                        self.liveness.owe(self.written, self.write_buf.len());
                         self.release_idle_buffers();
                     }
                 }
