@@ -15,7 +15,7 @@ use serde_json::{Map, Value};
 use super::number::PhoneNumber;
 
 /// How to drive a modem, whichever way it is reached.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct ModemOptions {
     /// The modem's own number; when absent, what the SIM reports
@@ -71,7 +71,7 @@ impl Default for ModemOptions {
 }
 
 /// Which GNSS commands the modem speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum GnssVendor {
     /// `AT+CGPS=1`, `AT+CGPSINFO`.
@@ -80,7 +80,8 @@ pub enum GnssVendor {
     Quectel,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// GNSS positions read from the modem, each fix a `location` event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GnssOptions {
     pub vendor: GnssVendor,
@@ -91,6 +92,55 @@ pub struct GnssOptions {
 
 fn default_gnss_interval() -> u64 {
     30
+}
+
+/// The OpenAPI schema of a real modem's settings: its transport keys beside
+/// the [`ModemOptions`] keys in one closed object, as the hand-written
+/// `Deserialize` impls below read them (serde's `flatten` would describe
+/// them as two objects that each refuse the other's keys).
+pub fn transport_schema(transport: serde_json::Value, required: &[&str]) -> serde_json::Value {
+    use utoipa::PartialSchema;
+    let mut schema = serde_json::to_value(ModemOptions::schema()).unwrap_or_default();
+    if let (Some(properties), Some(extra)) = (
+        schema.get_mut("properties").and_then(Value::as_object_mut),
+        transport.as_object(),
+    ) {
+        for (key, value) in extra {
+            properties.insert(key.clone(), value.clone());
+        }
+    }
+    schema["required"] = serde_json::json!(required);
+    schema["additionalProperties"] = Value::Bool(false);
+    schema
+}
+
+impl SerialConfig {
+    /// The keys of a `serial` driver, without `kind`.
+    pub fn schema_json() -> serde_json::Value {
+        transport_schema(
+            serde_json::json!({
+                "port": {"type": "string", "pattern": "\\S",
+                         "description": "The serial device, for example /dev/ttyUSB2."},
+                "baud": {"type": "integer", "minimum": 300, "maximum": 4_000_000,
+                         "default": DEFAULT_BAUD},
+                "flow_control": {"$ref": "#/components/schemas/FlowControl"},
+            }),
+            &["port"],
+        )
+    }
+}
+
+impl TcpConfig {
+    /// The keys of a `tcp` driver, without `kind`.
+    pub fn schema_json() -> serde_json::Value {
+        transport_schema(
+            serde_json::json!({
+                "address": {"type": "string", "pattern": "^.+:[0-9]+$",
+                            "description": "`host:port` of a serial-to-TCP bridge (port 1 to 65535)."},
+            }),
+            &["address"],
+        )
+    }
 }
 
 /// Bounds that keep a typo from making a modem unusable.
@@ -133,7 +183,7 @@ impl ModemOptions {
 }
 
 /// Serial flow control.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum FlowControl {
     #[default]

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 
 use std::net::IpAddr;
 
-use actix_web::{dev::RequestHead, web};
+use actix_web::dev::RequestHead;
 use serde::Deserialize;
 
 use super::{
@@ -21,14 +21,20 @@ use crate::{
 };
 
 /// Query parameters of `/ws`, `/ws/{instance}`, `/` and `/events/stream`.
-#[derive(Deserialize, Default)]
+/// Any other name is refused (see `http::query`).
+#[derive(Deserialize, Default, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct StreamParams {
+    /// A key, for clients that cannot set headers.
     apikey: Option<String>,
     /// A scoped token from `POST /auth/token`.
     token: Option<String>,
+    /// Comma-separated event names or aliases.
     events: Option<String>,
+    /// Comma-separated instance names (`GET /events` calls it `instance`).
     instances: Option<String>,
     /// Replay every matching event after this id, then go live.
+    #[param(minimum = 0)]
     since: Option<i64>,
 }
 
@@ -50,9 +56,7 @@ pub fn admit(
     path_instance: Option<String>,
     resume_from: Option<i64>,
 ) -> Result<Admission, ApiError> {
-    let params = web::Query::<StreamParams>::from_query(head.uri.query().unwrap_or(""))
-        .map_err(|e| ApiError::BadRequest(format!("the query string is not valid: {e}")))?
-        .into_inner();
+    let params: StreamParams = super::query::parse(head.uri.query().unwrap_or(""))?;
     let credential = params
         .token
         .as_deref()
