@@ -4,13 +4,13 @@ use actix_web::{http::StatusCode, web, HttpResponse};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::{answer, error::ApiError, query::Query, AppState, Caller};
+use super::{answer, body::Json, error::ApiError, query::Query, AppState, Caller};
 use crate::service::GroupView;
 
 /// `group/create`.
 #[derive(Deserialize, ToSchema)]
 #[schema(example = json!({"subject": "Team", "participants": ["+15551110001", "+15551110002"]}))]
-pub struct CreateBody {
+pub struct CreateGroupBody {
     /// The group's name: 1 to 100 characters.
     subject: String,
     /// Member numbers.
@@ -65,7 +65,7 @@ const GROUP_EXAMPLE: &str = r#"{"creation": 1796004519, "id": "01a22a361e32741eb
 #[utoipa::path(
     post, path = "/group/create/{instance}", tag = "groups", operation_id = "createGroup",
     params(super::openapi::InstancePath),
-    request_body = CreateBody,
+    request_body = CreateGroupBody,
     responses((status = 201, description = "Created", body = Group,
         example = json!(serde_json::from_str::<serde_json::Value>(GROUP_EXAMPLE).ok()))),
 )]
@@ -73,7 +73,7 @@ pub async fn create(
     caller: Caller,
     state: web::Data<AppState>,
     path: web::Path<String>,
-    body: web::Json<CreateBody>,
+    body: Json<CreateGroupBody>,
 ) -> Result<HttpResponse, ApiError> {
     let name = caller.instance(&path)?;
     let group = state
@@ -119,7 +119,7 @@ pub async fn update_participant(
     state: web::Data<AppState>,
     path: web::Path<String>,
     query: Query<GroupQuery>,
-    body: web::Json<UpdateBody>,
+    body: Json<UpdateBody>,
 ) -> Result<HttpResponse, ApiError> {
     let name = caller.instance(&path)?;
     let body = body.into_inner();
@@ -149,7 +149,7 @@ pub async fn update_participant_put(
     state: web::Data<AppState>,
     path: web::Path<String>,
     query: Query<GroupQuery>,
-    body: web::Json<UpdateBody>,
+    body: Json<UpdateBody>,
 ) -> Result<HttpResponse, ApiError> {
     update_participant(caller, state, path, query, body).await
 }

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
 
-use super::{answer, error::ApiError, query::Query, AppState, Caller};
+use super::{answer, body::Json, error::ApiError, query::Query, AppState, Caller};
 use crate::{
     domain::{DriverConfig, InstanceName, Retention, TopicSet, WebsocketSettings},
     event::data::PresenceData,
@@ -18,7 +18,7 @@ use crate::{
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 #[schema(example = json!({"instanceName": "alpha", "driver": {"kind": "simulator", "number": "+15550001000"}}))]
-pub struct CreateBody {
+pub struct CreateInstanceBody {
     /// Unique: 1 to 64 letters, digits, `_` or `-`, starting with a letter or digit.
     #[schema(pattern = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")]
     instance_name: String,
@@ -154,12 +154,26 @@ impl From<PresenceData> for PresenceBody {
     }
 }
 
-impl From<RetentionBody> for Retention {
-    fn from(body: RetentionBody) -> Retention {
-        Retention {
-            max_age_secs: body.max_age_secs,
-            max_events: body.max_events,
+/// The largest limit the database stores as it is (a signed 64-bit
+/// integer); a larger one would be answered as given but kept as another.
+const MAX_RETENTION: u64 = i64::MAX as u64;
+
+impl RetentionBody {
+    fn parse(self) -> Result<Retention, ApiError> {
+        for (field, value) in [
+            ("maxAgeSecs", self.max_age_secs),
+            ("maxEvents", self.max_events),
+        ] {
+            if value.is_some_and(|v| v > MAX_RETENTION) {
+                return Err(ApiError::BadRequest(format!(
+                    "'{field}' must be at most {MAX_RETENTION}"
+                )));
+            }
         }
+        Ok(Retention {
+            max_age_secs: self.max_age_secs,
+            max_events: self.max_events,
+        })
     }
 }
 
@@ -168,7 +182,7 @@ impl From<RetentionBody> for Retention {
 /// The answer's `hash` is the instance's own key, shown this once.
 #[utoipa::path(
     post, path = "/instance/create", tag = "instances", operation_id = "createInstance",
-    request_body = CreateBody,
+    request_body = CreateInstanceBody,
     responses(
         (status = 201, description = "Created and started", body = Created, example = json!({
             "hash": "e14260060863aa357e63ff8a2d6e0f9aaa15c26eb5ac2b4e7dce1fd9718c35a8",
@@ -185,14 +199,14 @@ impl From<RetentionBody> for Retention {
 pub async fn create(
     caller: Caller,
     state: web::Data<AppState>,
-    body: web::Json<CreateBody>,
+    body: Json<CreateInstanceBody>,
 ) -> Result<HttpResponse, ApiError> {
     caller.admin()?;
     let body = body.into_inner();
     let name = InstanceName::parse(&body.instance_name)
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let driver = body.driver.unwrap_or_default();
-    let retention = body.retention.unwrap_or_default().into();
+    let retention = body.retention.unwrap_or_default().parse()?;
     let (view, key) = state
         .service
         .create_instance(CreateInstance {
@@ -223,13 +237,17 @@ pub struct FetchQuery {
 #[utoipa::path(
     get, path = "/instance/fetchInstances", tag = "instances", operation_id = "fetchInstances",
     params(FetchQuery),
-    responses((status = 200, description = "The instances", body = Vec<Listed>, example = json!([
+    responses(
+        (status = 404, description = "`instanceName` names no instance", body = super::openapi::ErrorBody,
+            example = json!({"error": {"code": "NOT_FOUND", "message": "instance 'beta' not found"}})),
+        (status = 200, description = "The instances", body = Vec<Listed>, example = json!([
         {"instance": {"createdAt": "2026-11-30T02:08:39.311910Z",
             "driver": {"delivered_delay_ms": 150, "echo": true, "kind": "simulator",
                 "number": "+15550001000", "rate": 0.0, "reply_delay_ms": 200, "seed": 1,
                 "sent_delay_ms": 50},
             "instanceId": "01a22a36-1d8f-74a7-8380-08511e005b36", "instanceName": "alpha",
-            "status": "open"}}]))),
+            "status": "open"}}])),
+    ),
 )]
 pub async fn fetch(
     caller: Caller,
@@ -399,7 +417,7 @@ pub async fn set_presence(
     caller: Caller,
     state: web::Data<AppState>,
     path: web::Path<String>,
-    body: web::Json<SetPresenceBody>,
+    body: Json<SetPresenceBody>,
 ) -> Result<HttpResponse, ApiError> {
     let name = caller.instance(&path)?;
     let data = state.service.set_presence(&name, &body.presence).await?;
@@ -476,7 +494,7 @@ pub async fn websocket_set(
     caller: Caller,
     state: web::Data<AppState>,
     path: web::Path<String>,
-    body: web::Json<WebsocketBody>,
+    body: Json<WebsocketBody>,
 ) -> Result<HttpResponse, ApiError> {
     let name = caller.instance(&path)?;
     let fields = match body.into_inner() {
@@ -543,10 +561,11 @@ pub async fn retention_set(
     caller: Caller,
     state: web::Data<AppState>,
     path: web::Path<String>,
-    body: web::Json<RetentionBody>,
+    body: Json<RetentionBody>,
 ) -> Result<HttpResponse, ApiError> {
     let name = caller.instance(&path)?;
-    let view = state.service.set_retention(&name, (*body).into()).await?;
+    let retention = body.into_inner().parse()?;
+    let view = state.service.set_retention(&name, retention).await?;
     retention_body(&name, view)
 }
 

@@ -5,7 +5,7 @@ use actix_web::{http::StatusCode, web, HttpResponse};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{answer, error::ApiError, AppState, Caller};
+use super::{answer, body::Json, error::ApiError, AppState, Caller};
 use crate::{
     domain::InstanceName,
     service::{Accepted, SendText},
@@ -108,7 +108,7 @@ pub async fn send_text(
     caller: Caller,
     state: web::Data<AppState>,
     path: web::Path<String>,
-    body: web::Json<SendTextBody>,
+    body: Json<SendTextBody>,
 ) -> Result<HttpResponse, ApiError> {
     let name = caller.instance(&path)?;
     let body = body.into_inner();

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
 
-use super::{answer, error::ApiError, AppState, Caller};
+use super::{answer, body::Json, error::ApiError, AppState, Caller};
 use crate::{
     domain::{InstanceName, TopicSet},
     event::format_timestamp,
@@ -125,7 +125,7 @@ pub async fn set(
     caller: Caller,
     state: web::Data<AppState>,
     path: web::Path<String>,
-    body: web::Json<SetBody>,
+    body: Json<SetBody>,
 ) -> Result<HttpResponse, ApiError> {
     let name = caller.instance(&path)?;
     let fields = match body.into_inner() {

@@ -215,7 +215,7 @@ pub async fn docs_index() -> Result<HttpResponse, ApiError> {
     get, path = "/docs/{file}", tag = "reference", operation_id = "docsFile", security(),
     params(("file" = String, Path, description = "A file of the page", example = "swagger-ui.css")),
     responses(
-        (status = 200, description = "The file", content_type = "application/octet-stream", body = String),
+        (status = 200, description = "The file (its type follows its name)", content_type = "*/*", body = String),
         (status = 404, description = "No such file", body = ErrorBody,
             example = json!({"error": {"code": "NOT_FOUND", "message": "no file /docs/nope.js"}})),
     ),
@@ -319,12 +319,54 @@ impl Modify for Shared {
             utoipa::openapi::security::SecurityRequirement::new("apikey", Vec::<String>::new()),
             utoipa::openapi::security::SecurityRequirement::new("bearer", Vec::<String>::new()),
         ];
+        let mut on_instance = Vec::new();
         for item in doc.paths.paths.values_mut() {
             for operation in operations(item) {
                 add_errors(operation, &any_key);
+                if takes_instance(operation) {
+                    on_instance.extend(operation.operation_id.clone());
+                }
             }
         }
+        link_from_create(doc, &on_instance);
     }
+}
+
+/// Links the created instance's name to every operation on an instance, so
+/// a client (or a fuzzer's stateful phase) knows where the name comes from.
+fn link_from_create(doc: &mut utoipa::openapi::OpenApi, targets: &[String]) {
+    let Some(create) = doc
+        .paths
+        .paths
+        .get_mut("/instance/create")
+        .and_then(|item| item.post.as_mut())
+    else {
+        return;
+    };
+    let Some(RefOr::T(created)) = create.responses.responses.get_mut("201") else {
+        return;
+    };
+    let mut value = serde_json::to_value(&*created).unwrap_or_default();
+    let links: serde_json::Map<String, Value> = targets
+        .iter()
+        .map(|id| {
+            (
+                id.clone(),
+                json!({"operationId": id,
+                       "parameters": {"instance": "$response.body#/instance/instanceName"}}),
+            )
+        })
+        .collect();
+    value["links"] = Value::Object(links);
+    if let Ok(response) = serde_json::from_value(value) {
+        *created = response;
+    }
+}
+
+fn takes_instance(operation: &Operation) -> bool {
+    operation.parameters.iter().flatten().any(
+        |p| matches!(p, RefOr::T(p) if p.name == "instance" && p.parameter_in == ParameterIn::Path),
+    )
 }
 
 fn operations(item: &mut utoipa::openapi::PathItem) -> impl Iterator<Item = &mut Operation> {
