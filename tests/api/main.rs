@@ -20,4 +20,5 @@ mod durability;
 mod filters;
 mod instances;
 mod modem;
+mod openapi;
 mod whole_loop;
