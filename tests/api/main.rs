@@ -4,6 +4,7 @@
 
 mod helpers;
 mod proxy;
+mod readme;
 mod resume;
 mod retention;
 mod streams;
