@@ -14,7 +14,7 @@ use serde_json::Value;
 use switchboard::http::openapi;
 
 use crate::{
-    helpers::{Backend, TestApp, TestDb},
+    helpers::{TestApp, TestDb},
     on_both_backends,
 };
 
@@ -183,6 +183,7 @@ on_both_backends! {
         let examples = std::env::var("SCHEMATHESIS_MAX_EXAMPLES").unwrap_or_else(|_| "30".into());
         let mut command = Command::new("unshare");
         command
+            .current_dir(scratch.path())
             .arg("--net")
             .arg(&script)
             .env("SWITCHBOARD_BIN", env!("CARGO_BIN_EXE_switchboard"))

@@ -163,18 +163,15 @@ async fn every_example_in_the_readme_runs_in_order_as_written_and_prints_what_it
     std::fs::create_dir_all(&work).expect("create target/readme-test");
     let work = tempfile::tempdir_in(&work).expect("a working folder");
     std::fs::write(work.path().join("readme.sh"), &script).expect("write the script");
-    let mut command = Command::new("unshare");
+    // A block that never ends (a server started in the foreground) fails
+    // the test after this long instead of hanging it.
+    let mut command = Command::new("timeout");
     command
-        .args([
-            "--net",
-            "--mount",
-            "--propagation",
-            "private",
-            "bash",
-            "readme.sh",
-        ])
+        .args(["--kill-after=10", "300", "unshare", "--net", "--mount"])
+        .args(["--propagation", "private", "bash", "readme.sh"])
         .current_dir(work.path())
-        .env("RUST_LOG", "warn")
+        // Logs at info, so the check below has lines to look at.
+        .env("RUST_LOG", "info")
         .env_remove("DATABASE_URL");
     for (key, _) in std::env::vars() {
         if key.starts_with("SWITCHBOARD") {
@@ -191,6 +188,20 @@ async fn every_example_in_the_readme_runs_in_order_as_written_and_prints_what_it
         stdout.contains("@@@ end"),
         "the README's examples did not run to the end:\n{stdout}\n{stderr}"
     );
+    // The servers' logs went to files: no colour escapes in them.
+    for entry in std::fs::read_dir(work.path()).expect("the working folder") {
+        let path = entry.expect("an entry").path();
+        let name = path
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        if name.starts_with("background-") {
+            let log = std::fs::read_to_string(&path).expect("a log");
+            assert!(log.contains("INFO"), "{name} holds no log line: {log}");
+            assert!(!log.contains('\x1b'), "{name} holds ANSI escapes: {log:?}");
+        }
+    }
     for index in run {
         let block = &blocks[index];
         let marker = format!("@@@ block {index}\n");

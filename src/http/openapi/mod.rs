@@ -182,7 +182,9 @@ fn event_stream_preflight() {}
 /// This document.
 #[utoipa::path(
     get, path = "/openapi.json", tag = "reference", operation_id = "openapi", security(),
-    responses((status = 200, description = "The OpenAPI 3.1 document", body = Object)),
+    responses((status = 200, description = "The OpenAPI 3.1 document", body = Object,
+        example = json!({"openapi": "3.1.0", "info": {"title": "switchboard", "version": "0.1.0"},
+            "paths": {"/health": {"get": {"operationId": "health"}}}}))),
 )]
 pub async fn openapi_json() -> HttpResponse {
     HttpResponse::Ok()
