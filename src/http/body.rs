@@ -21,6 +21,7 @@ use super::error::ApiError;
 pub struct Json<T>(pub T);
 
 impl<T> Json<T> {
+    /// The parsed body.
     pub fn into_inner(self) -> T {
         self.0
     }

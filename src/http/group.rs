@@ -83,6 +83,7 @@ pub async fn create(
     answer(StatusCode::CREATED, &group_body(&group, true))
 }
 
+/// `updateParticipant`'s query.
 #[derive(Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase")]
 #[into_params(parameter_in = Query)]
@@ -154,6 +155,7 @@ pub async fn update_participant_put(
     update_participant(caller, state, path, query, body).await
 }
 
+/// `fetchAllGroups`' query.
 #[derive(Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase")]
 #[into_params(parameter_in = Query)]

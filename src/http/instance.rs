@@ -95,6 +95,7 @@ pub struct NameOnly {
 }
 
 impl NameOnly {
+    /// The instance named by `name`.
     pub fn of(name: &InstanceName) -> NameOnly {
         NameOnly {
             instance_name: name.to_string(),
@@ -224,6 +225,7 @@ pub async fn create(
     )
 }
 
+/// `fetchInstances`' query.
 #[derive(Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase")]
 #[into_params(parameter_in = Query)]

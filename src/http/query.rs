@@ -109,6 +109,7 @@ impl<T> std::ops::Deref for Query<T> {
 }
 
 impl<T> Query<T> {
+    /// The parsed parameters.
     pub fn into_inner(self) -> T {
         self.0
     }
