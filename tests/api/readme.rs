@@ -13,8 +13,9 @@
 //!
 //! Inside a block, a comment `# → TEXT` states what the commands before it
 //! print; `…` stands for anything. Whitespace does not count. Outputs are
-//! matched in order, and an error body (`"error": {"code"…`) in the output
-//! must be one the README shows.
+//! matched in order, and an error body in the output (the API's
+//! `{"error": {"code"…`, the modem simulator's `{"error": "…"}`) must be one
+//! the README shows.
 //!
 //! Everything runs inside a network namespace with only loopback and a
 //! `/tmp` of its own, so the README's own port (8080), control port (7002)
@@ -218,7 +219,9 @@ async fn every_example_in_the_readme_runs_in_order_as_written_and_prints_what_it
                 block.line
             );
         }
-        let errors = printed.matches("\"error\":{\"code\"").count();
+        // The API's error bodies, and the modem simulator's (`{"error": "…"}`).
+        let errors = printed.matches("\"error\":{\"code\"").count()
+            + printed.matches("{\"error\":\"").count();
         let shown = expected
             .iter()
             .filter(|e| e.contains("\"error\":{\"code\""))
