@@ -103,14 +103,18 @@ pub struct SimulatorConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub number: Option<String>,
     /// Delay from accepting a message to the `sent` report.
+    #[schema(maximum = 3_600_000)]
     pub sent_delay_ms: u64,
     /// Delay from `sent` to `delivered`.
+    #[schema(maximum = 3_600_000)]
     pub delivered_delay_ms: u64,
     /// Delay from `delivered` to the recipient's echo reply.
+    #[schema(maximum = 3_600_000)]
     pub reply_delay_ms: u64,
     /// Whether recipients answer with an echo.
     pub echo: bool,
     /// Random inbound events per second; 0 turns them off.
+    #[schema(minimum = 0.0, maximum = 1_000_000.0)]
     pub rate: f64,
     /// Seed of the random traffic; the same seed gives the same events.
     pub seed: u64,
@@ -135,8 +139,9 @@ impl Default for SimulatorConfig {
     }
 }
 
-/// Longest delay accepted, so a typo cannot park a message for weeks.
-const MAX_DELAY_MS: u64 = 3_600_000;
+/// Longest delay accepted, so a typo cannot park a message for weeks (the
+/// OpenAPI schema states the same bounds on each field).
+pub(crate) const MAX_DELAY_MS: u64 = 3_600_000;
 /// Highest random event rate accepted.
 const MAX_RATE: f64 = 1_000_000.0;
 

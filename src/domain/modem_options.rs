@@ -29,20 +29,27 @@ pub struct ModemOptions {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub validity_minutes: Option<u32>,
     /// Longest wait for the answer to one AT command.
+    #[schema(minimum = 10, maximum = 604_800_000)]
     pub command_timeout_ms: u64,
     /// Longest wait for the network to accept one SMS part (`AT+CMGS`).
+    #[schema(minimum = 10, maximum = 604_800_000)]
     pub send_timeout_ms: u64,
     /// Tries per SMS part before the message is `failed`.
+    #[schema(minimum = 1, maximum = 10)]
     pub send_attempts: u32,
     /// Pause before the second try; it doubles for each further one.
+    #[schema(minimum = 10, maximum = 604_800_000)]
     pub send_retry_ms: u64,
     /// How often signal, registration and operator are polled.
+    #[schema(minimum = 10, maximum = 604_800_000)]
     pub status_poll_ms: u64,
     /// How often modem storage is listed (`AT+CMGL=4`) for messages whose
     /// notice was missed or that could not be committed yet.
+    #[schema(minimum = 10, maximum = 604_800_000)]
     pub storage_poll_ms: u64,
     /// An inbound multipart message still missing parts this long after its
     /// first part is delivered with the parts that arrived.
+    #[schema(minimum = 10, maximum = 604_800_000)]
     pub multipart_timeout_ms: u64,
     /// Hang up every incoming call right after reporting it.
     pub auto_reject_calls: bool,
@@ -87,6 +94,7 @@ pub struct GnssOptions {
     pub vendor: GnssVendor,
     /// Seconds between position reads (each fix is a `location` event).
     #[serde(default = "default_gnss_interval")]
+    #[schema(minimum = 1, maximum = 86_400)]
     pub interval_secs: u64,
 }
 
@@ -143,7 +151,8 @@ impl TcpConfig {
     }
 }
 
-/// Bounds that keep a typo from making a modem unusable.
+/// Bounds that keep a typo from making a modem unusable (the OpenAPI schema
+/// states the same ones on each field).
 const MIN_MS: u64 = 10;
 const MAX_MS: u64 = 7 * 24 * 3_600_000;
 
@@ -310,6 +319,30 @@ mod tests {
         assert_eq!(
             serde_json::from_value::<DriverConfig>(json).expect("reads back"),
             driver
+        );
+    }
+
+    #[test]
+    fn the_schema_states_the_bounds_validate_checks() {
+        use utoipa::PartialSchema;
+        let schema = serde_json::to_value(ModemOptions::schema()).expect("a schema");
+        for field in [
+            "command_timeout_ms",
+            "send_timeout_ms",
+            "send_retry_ms",
+            "status_poll_ms",
+            "storage_poll_ms",
+            "multipart_timeout_ms",
+        ] {
+            let property = &schema["properties"][field];
+            assert_eq!(property["minimum"], serde_json::json!(MIN_MS), "{field}");
+            assert_eq!(property["maximum"], serde_json::json!(MAX_MS), "{field}");
+        }
+        let simulator =
+            serde_json::to_value(crate::domain::SimulatorConfig::schema()).expect("a schema");
+        assert_eq!(
+            simulator["properties"]["sent_delay_ms"]["maximum"],
+            serde_json::json!(crate::domain::driver::MAX_DELAY_MS)
         );
     }
 

@@ -180,7 +180,7 @@ on_both_backends! {
         };
         let port = free_port();
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/schemathesis/run.sh");
-        let examples = std::env::var("SCHEMATHESIS_MAX_EXAMPLES").unwrap_or_else(|_| "30".into());
+        let examples = std::env::var("SCHEMATHESIS_MAX_EXAMPLES").unwrap_or_else(|_| "60".into());
         let mut command = Command::new("unshare");
         command
             .current_dir(scratch.path())
