@@ -245,6 +245,23 @@ pip_require websockets websockets
 pip_require websocket websocket-client
 pip_require gsmmodem.pdu python-gsmmodem-new
 
+# schemathesis fuzzes a running server from its OpenAPI document, in a
+# network namespace of its own (tests/api/openapi.rs): it needs pip's
+# schemathesis at this version, and unshare and ip (util-linux, iproute2).
+SCHEMATHESIS_VERSION=4.32.5
+command -v unshare >/dev/null 2>&1 || install_package util-linux "install util-linux" util-linux util-linux util-linux util-linux
+command -v ip >/dev/null 2>&1 || install_package iproute2 "install iproute2" iproute2 iproute iproute2 iproute2mac
+if [ -z "${SCHEMATHESIS:-}" ]; then
+  SCHEMATHESIS="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/st"
+  if ! "$SCHEMATHESIS" --version 2>/dev/null | grep -q "version $SCHEMATHESIS_VERSION\$"; then
+    log "installing schemathesis $SCHEMATHESIS_VERSION with pip"
+    python3 -m pip install -q --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION" 2>/dev/null ||
+      python3 -m pip install -q --disable-pip-version-check --break-system-packages "schemathesis==$SCHEMATHESIS_VERSION"
+  fi
+fi
+export SCHEMATHESIS
+log "schemathesis: $("$SCHEMATHESIS" --version)"
+
 # Databases left by earlier runs (each test makes its own).
 if command -v psql >/dev/null 2>&1; then
   psql "$TEST_DATABASE_URL" -Atqc "SELECT datname FROM pg_database WHERE datname LIKE 'sbtest_%'" 2>/dev/null |

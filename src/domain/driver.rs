@@ -62,22 +62,59 @@ impl Default for DriverConfig {
     }
 }
 
+/// The OpenAPI schema: one closed object per `kind`. It is written out
+/// rather than derived because the real-modem kinds read their keys by hand
+/// (see `modem_options`), and a derived tagged enum would wrap each variant
+/// in an `allOf` that a closed object cannot satisfy.
+impl utoipa::PartialSchema for DriverConfig {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        let with_kind = |kind: &str, mut schema: serde_json::Value| {
+            schema["properties"]["kind"] = serde_json::json!({ "type": "string", "enum": [kind] });
+            let mut required = schema["required"].as_array().cloned().unwrap_or_default();
+            required.insert(0, serde_json::json!("kind"));
+            schema["required"] = serde_json::Value::Array(required);
+            schema["additionalProperties"] = serde_json::Value::Bool(false);
+            schema["title"] = serde_json::json!(kind);
+            schema
+        };
+        let simulator = serde_json::to_value(SimulatorConfig::schema()).unwrap_or_default();
+        let schema = serde_json::json!({
+            "description": "Which modem an instance drives. Absent: a simulator with its defaults.",
+            "oneOf": [
+                with_kind("simulator", simulator),
+                with_kind("serial", SerialConfig::schema_json()),
+                with_kind("tcp", TcpConfig::schema_json()),
+            ],
+            "discriminator": { "propertyName": "kind" },
+        });
+        // unwrap: the value above is a well-formed schema object.
+        #[allow(clippy::unwrap_used)]
+        serde_json::from_value(schema).unwrap()
+    }
+}
+
+impl utoipa::ToSchema for DriverConfig {}
+
 /// How the virtual modem behaves.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct SimulatorConfig {
     /// The modem's own number; derived from the instance name when absent.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub number: Option<String>,
     /// Delay from accepting a message to the `sent` report.
+    #[schema(maximum = 3_600_000)]
     pub sent_delay_ms: u64,
     /// Delay from `sent` to `delivered`.
+    #[schema(maximum = 3_600_000)]
     pub delivered_delay_ms: u64,
     /// Delay from `delivered` to the recipient's echo reply.
+    #[schema(maximum = 3_600_000)]
     pub reply_delay_ms: u64,
     /// Whether recipients answer with an echo.
     pub echo: bool,
     /// Random inbound events per second; 0 turns them off.
+    #[schema(minimum = 0.0, maximum = 1_000_000.0)]
     pub rate: f64,
     /// Seed of the random traffic; the same seed gives the same events.
     pub seed: u64,
@@ -102,8 +139,9 @@ impl Default for SimulatorConfig {
     }
 }
 
-/// Longest delay accepted, so a typo cannot park a message for weeks.
-const MAX_DELAY_MS: u64 = 3_600_000;
+/// Longest delay accepted, so a typo cannot park a message for weeks (the
+/// OpenAPI schema states the same bounds on each field).
+pub(crate) const MAX_DELAY_MS: u64 = 3_600_000;
 /// Highest random event rate accepted.
 const MAX_RATE: f64 = 1_000_000.0;
 

@@ -15,7 +15,7 @@ use serde_json::{Map, Value};
 use super::number::PhoneNumber;
 
 /// How to drive a modem, whichever way it is reached.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct ModemOptions {
     /// The modem's own number; when absent, what the SIM reports
@@ -29,20 +29,27 @@ pub struct ModemOptions {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub validity_minutes: Option<u32>,
     /// Longest wait for the answer to one AT command.
+    #[schema(minimum = 10, maximum = 604_800_000)]
     pub command_timeout_ms: u64,
     /// Longest wait for the network to accept one SMS part (`AT+CMGS`).
+    #[schema(minimum = 10, maximum = 604_800_000)]
     pub send_timeout_ms: u64,
     /// Tries per SMS part before the message is `failed`.
+    #[schema(minimum = 1, maximum = 10)]
     pub send_attempts: u32,
     /// Pause before the second try; it doubles for each further one.
+    #[schema(minimum = 10, maximum = 604_800_000)]
     pub send_retry_ms: u64,
     /// How often signal, registration and operator are polled.
+    #[schema(minimum = 10, maximum = 604_800_000)]
     pub status_poll_ms: u64,
     /// How often modem storage is listed (`AT+CMGL=4`) for messages whose
     /// notice was missed or that could not be committed yet.
+    #[schema(minimum = 10, maximum = 604_800_000)]
     pub storage_poll_ms: u64,
     /// An inbound multipart message still missing parts this long after its
     /// first part is delivered with the parts that arrived.
+    #[schema(minimum = 10, maximum = 604_800_000)]
     pub multipart_timeout_ms: u64,
     /// Hang up every incoming call right after reporting it.
     pub auto_reject_calls: bool,
@@ -71,7 +78,7 @@ impl Default for ModemOptions {
 }
 
 /// Which GNSS commands the modem speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum GnssVendor {
     /// `AT+CGPS=1`, `AT+CGPSINFO`.
@@ -80,12 +87,14 @@ pub enum GnssVendor {
     Quectel,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// GNSS positions read from the modem, each fix a `location` event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GnssOptions {
     pub vendor: GnssVendor,
     /// Seconds between position reads (each fix is a `location` event).
     #[serde(default = "default_gnss_interval")]
+    #[schema(minimum = 1, maximum = 86_400)]
     pub interval_secs: u64,
 }
 
@@ -93,7 +102,57 @@ fn default_gnss_interval() -> u64 {
     30
 }
 
-/// Bounds that keep a typo from making a modem unusable.
+/// The OpenAPI schema of a real modem's settings: its transport keys beside
+/// the [`ModemOptions`] keys in one closed object, as the hand-written
+/// `Deserialize` impls below read them (serde's `flatten` would describe
+/// them as two objects that each refuse the other's keys).
+pub fn transport_schema(transport: serde_json::Value, required: &[&str]) -> serde_json::Value {
+    use utoipa::PartialSchema;
+    let mut schema = serde_json::to_value(ModemOptions::schema()).unwrap_or_default();
+    if let (Some(properties), Some(extra)) = (
+        schema.get_mut("properties").and_then(Value::as_object_mut),
+        transport.as_object(),
+    ) {
+        for (key, value) in extra {
+            properties.insert(key.clone(), value.clone());
+        }
+    }
+    schema["required"] = serde_json::json!(required);
+    schema["additionalProperties"] = Value::Bool(false);
+    schema
+}
+
+impl SerialConfig {
+    /// The keys of a `serial` driver, without `kind`.
+    pub fn schema_json() -> serde_json::Value {
+        transport_schema(
+            serde_json::json!({
+                "port": {"type": "string", "pattern": "\\S",
+                         "description": "The serial device, for example /dev/ttyUSB2."},
+                "baud": {"type": "integer", "minimum": 300, "maximum": 4_000_000,
+                         "default": DEFAULT_BAUD},
+                "flow_control": {"$ref": "#/components/schemas/FlowControl"},
+            }),
+            &["port"],
+        )
+    }
+}
+
+impl TcpConfig {
+    /// The keys of a `tcp` driver, without `kind`.
+    pub fn schema_json() -> serde_json::Value {
+        transport_schema(
+            serde_json::json!({
+                "address": {"type": "string", "pattern": "^.+:[0-9]+$",
+                            "description": "`host:port` of a serial-to-TCP bridge (port 1 to 65535)."},
+            }),
+            &["address"],
+        )
+    }
+}
+
+/// Bounds that keep a typo from making a modem unusable (the OpenAPI schema
+/// states the same ones on each field).
 const MIN_MS: u64 = 10;
 const MAX_MS: u64 = 7 * 24 * 3_600_000;
 
@@ -133,7 +192,7 @@ impl ModemOptions {
 }
 
 /// Serial flow control.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum FlowControl {
     #[default]
@@ -260,6 +319,30 @@ mod tests {
         assert_eq!(
             serde_json::from_value::<DriverConfig>(json).expect("reads back"),
             driver
+        );
+    }
+
+    #[test]
+    fn the_schema_states_the_bounds_validate_checks() {
+        use utoipa::PartialSchema;
+        let schema = serde_json::to_value(ModemOptions::schema()).expect("a schema");
+        for field in [
+            "command_timeout_ms",
+            "send_timeout_ms",
+            "send_retry_ms",
+            "status_poll_ms",
+            "storage_poll_ms",
+            "multipart_timeout_ms",
+        ] {
+            let property = &schema["properties"][field];
+            assert_eq!(property["minimum"], serde_json::json!(MIN_MS), "{field}");
+            assert_eq!(property["maximum"], serde_json::json!(MAX_MS), "{field}");
+        }
+        let simulator =
+            serde_json::to_value(crate::domain::SimulatorConfig::schema()).expect("a schema");
+        assert_eq!(
+            simulator["properties"]["sent_delay_ms"]["maximum"],
+            serde_json::json!(crate::domain::driver::MAX_DELAY_MS)
         );
     }
 

@@ -3,39 +3,91 @@
 use std::{fmt::Write, sync::atomic::Ordering};
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::{authenticate, client_address, error::ApiError, presented_key, AppState};
 
-/// Liveness: the process answers.
+/// `GET /health`'s answer.
+#[derive(Serialize, ToSchema)]
+pub struct Health {
+    #[schema(pattern = "^ok$")]
+    status: &'static str,
+}
+
+/// Liveness: the process answers. No key needed.
+#[utoipa::path(
+    get, path = "/health", tag = "operations", operation_id = "health", security(),
+    responses((status = 200, description = "The process answers", body = Health,
+        example = json!({"status": "ok"}))),
+)]
 pub async fn health() -> HttpResponse {
-    HttpResponse::Ok().json(json!({ "status": "ok" }))
+    HttpResponse::Ok().json(Health { status: "ok" })
+}
+
+/// `GET /ready`'s answer.
+#[derive(Serialize, ToSchema)]
+pub struct Readiness {
+    /// `postgres` or `sqlite`.
+    database: &'static str,
+    /// `ready`, or why not: `shutting_down`, `database_unavailable`.
+    #[schema(pattern = "^(ready|shutting_down|database_unavailable)$")]
+    status: &'static str,
 }
 
 /// Readiness: the database answers and the server is not shutting down.
+/// No key needed.
+#[utoipa::path(
+    get, path = "/ready", tag = "operations", operation_id = "ready", security(),
+    responses(
+        (status = 200, description = "Ready", body = Readiness,
+            example = json!({"database": "sqlite", "status": "ready"})),
+        (status = 503, description = "Not ready: shutting down, or the database is unreachable (retry)",
+            body = Readiness, headers(("Retry-After" = u32, description = "Seconds")),
+            example = json!({"database": "postgres", "status": "database_unavailable"})),
+    ),
+)]
 pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
-    let backend = state.service.database_name();
+    let database = state.service.database_name();
     if state.shutdown.is_cancelled() {
-        return HttpResponse::ServiceUnavailable()
-            .json(json!({ "status": "shutting_down", "database": backend }));
+        return HttpResponse::ServiceUnavailable().json(Readiness {
+            database,
+            status: "shutting_down",
+        });
     }
     match state.service.database_ready().await {
-        Ok(()) => HttpResponse::Ok().json(json!({ "status": "ready", "database": backend })),
+        Ok(()) => HttpResponse::Ok().json(Readiness {
+            database,
+            status: "ready",
+        }),
         Err(err) => {
             tracing::warn!(error = %err, "readiness check failed");
             HttpResponse::ServiceUnavailable()
                 .insert_header(("Retry-After", "2"))
-                .json(json!({ "status": "database_unavailable", "database": backend }))
+                .json(Readiness {
+                    database,
+                    status: "database_unavailable",
+                })
         }
     }
 }
 
-/// Prometheus text exposition. The numbers already live in atomics next to
-/// the code they describe; writing the dozen lines of text format by hand
-/// costs less than a metrics registry and its locking on the hot path.
+/// Prometheus metrics (text exposition format 0.0.4).
 ///
-/// With `http.metrics_require_key` it needs the admin key, like any admin
-/// route (`apikey` header or `Authorization: Bearer`).
+/// The numbers already live in atomics next to the code they describe;
+/// writing the dozen lines of text format by hand costs less than a metrics
+/// registry and its locking on the hot path. With `http.metrics_require_key`
+/// it needs the admin key, like any admin route (`apikey` header or
+/// `Authorization: Bearer`); otherwise no key is needed.
+#[utoipa::path(
+    get, path = "/metrics", tag = "operations", operation_id = "metrics",
+    security((), ("apikey" = []), ("bearer" = [])),
+    responses(
+        (status = 200, description = "Counters and gauges",
+            content_type = "text/plain; version=0.0.4", body = String,
+            example = "# HELP switchboard_events_committed_total Events committed to the log.\n# TYPE switchboard_events_committed_total counter\nswitchboard_events_committed_total 42\n"),
+    ),
+)]
 pub async fn metrics(
     req: HttpRequest,
     state: web::Data<AppState>,

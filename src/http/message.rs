@@ -1,19 +1,22 @@
 //! `message/sendText`: 201 once the text is committed to the outbox (see
 //! `service::messages`).
 
-use actix_web::{web, HttpResponse};
-use serde::Deserialize;
-use serde_json::json;
+use actix_web::{http::StatusCode, web, HttpResponse};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
-use super::{error::ApiError, AppState, Caller};
+use super::{answer, body::Json, error::ApiError, AppState, Caller};
 use crate::{
     domain::InstanceName,
     service::{Accepted, SendText},
 };
 
-#[derive(Deserialize)]
+/// `message/sendText`: `text`, or Evolution v1's `textMessage.text`.
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(example = json!({"number": "+15551234567", "text": "Hello from switchboard"}))]
 pub struct SendTextBody {
+    /// A phone number (E.164, `+` optional), or a group id from `group/create`.
     number: String,
     #[serde(default)]
     text: Option<String>,
@@ -22,16 +25,90 @@ pub struct SendTextBody {
     text_message: Option<TextMessage>,
 }
 
-#[derive(Deserialize)]
+/// Evolution v1's wrapper of the text.
+#[derive(Deserialize, ToSchema)]
 pub struct TextMessage {
     text: String,
 }
 
+/// Evolution's message key.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageKey {
+    from_me: bool,
+    id: String,
+    remote_jid: String,
+}
+
+/// The answer for a text to one number.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SentToNumber {
+    /// The message id; its `delivery` events carry it.
+    id: String,
+    instance: String,
+    key: MessageKey,
+    /// Unix seconds.
+    message_timestamp: i64,
+    number: String,
+    /// SMS parts the text takes.
+    parts: u32,
+    #[schema(pattern = "^queued$")]
+    status: String,
+    text: String,
+}
+
+/// One member's message of a text sent to a group.
+#[derive(Serialize, ToSchema)]
+pub struct GroupMessage {
+    id: String,
+    number: String,
+    #[schema(pattern = "^queued$")]
+    status: String,
+}
+
+/// The answer for a text to a group: one message per member.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SentToGroup {
+    group_jid: String,
+    instance: String,
+    /// Unix seconds.
+    message_timestamp: i64,
+    messages: Vec<GroupMessage>,
+    parts: u32,
+    #[schema(pattern = "^queued$")]
+    status: String,
+    text: String,
+}
+
+/// `message/sendText`'s answer.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum Sent {
+    Number(SentToNumber),
+    Group(SentToGroup),
+}
+
+/// Send a text; answered once it is committed to the outbox.
+///
+/// Each status change (`queued`, `sent`, `delivered`, `failed`) then comes
+/// as a `delivery` event with the message id.
+#[utoipa::path(
+    post, path = "/message/sendText/{instance}", tag = "messages", operation_id = "sendText",
+    params(super::openapi::InstancePath),
+    request_body = SendTextBody,
+    responses((status = 201, description = "Queued in the outbox", body = Sent, example = json!({
+        "id": "01a22a36-1da5-75f1-b490-9e0d0ed5abbf", "instance": "alpha",
+        "key": {"fromMe": true, "id": "01a22a36-1da5-75f1-b490-9e0d0ed5abbf", "remoteJid": "+15551234567"},
+        "messageTimestamp": 1796004519, "number": "+15551234567", "parts": 1, "status": "queued",
+        "text": "Hello from switchboard"}))),
+)]
 pub async fn send_text(
     caller: Caller,
     state: web::Data<AppState>,
     path: web::Path<String>,
-    body: web::Json<SendTextBody>,
+    body: Json<SendTextBody>,
 ) -> Result<HttpResponse, ApiError> {
     let name = caller.instance(&path)?;
     let body = body.into_inner();
@@ -49,12 +126,12 @@ pub async fn send_text(
             },
         )
         .await?;
-    Ok(HttpResponse::Created().json(response(&name, accepted)))
+    answer(StatusCode::CREATED, &response(&name, accepted))
 }
 
 /// Evolution's answer shape: `key`, `id` and `status` for one number; the
 /// group and one entry per member for a group.
-fn response(name: &InstanceName, accepted: Accepted) -> serde_json::Value {
+fn response(name: &InstanceName, accepted: Accepted) -> Sent {
     let Accepted {
         group,
         messages,
@@ -65,28 +142,36 @@ fn response(name: &InstanceName, accepted: Accepted) -> serde_json::Value {
     match group {
         None => {
             let (id, number) = messages.into_iter().next().unwrap_or_default();
-            json!({
-                "key": { "remoteJid": number, "fromMe": true, "id": id },
-                "id": id,
-                "instance": name,
-                "number": number,
-                "text": text,
-                "status": "queued",
-                "messageTimestamp": timestamp,
-                "parts": parts,
+            Sent::Number(SentToNumber {
+                key: MessageKey {
+                    from_me: true,
+                    id: id.clone(),
+                    remote_jid: number.clone(),
+                },
+                id,
+                instance: name.to_string(),
+                message_timestamp: timestamp,
+                number,
+                parts,
+                status: "queued".into(),
+                text,
             })
         }
-        Some(group) => json!({
-            "groupJid": group,
-            "instance": name,
-            "text": text,
-            "status": "queued",
-            "messageTimestamp": timestamp,
-            "parts": parts,
-            "messages": messages
+        Some(group) => Sent::Group(SentToGroup {
+            group_jid: group,
+            instance: name.to_string(),
+            message_timestamp: timestamp,
+            messages: messages
                 .into_iter()
-                .map(|(id, number)| json!({ "id": id, "number": number, "status": "queued" }))
-                .collect::<Vec<_>>(),
+                .map(|(id, number)| GroupMessage {
+                    id,
+                    number,
+                    status: "queued".into(),
+                })
+                .collect(),
+            parts,
+            status: "queued".into(),
+            text,
         }),
     }
 }

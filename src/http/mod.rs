@@ -1,10 +1,14 @@
 //! The HTTP surface: the Evolution-style admin API, the event log reader,
-//! health and metrics, the WebSocket endpoint and the dashboard.
+//! health and metrics, the WebSocket and SSE endpoints, the dashboard and
+//! the API's own description (`/openapi.json`, `/docs`).
 //!
 //! Credentials are checked by the [`Caller`] extractor; bad JSON, bad query
 //! strings, unknown routes and wrong methods all answer with the JSON error
-//! body of [`error`], never actix's plain-text defaults.
+//! body of [`error`], never actix's plain-text defaults. Every route
+//! registered in [`configure`] is described in [`openapi`]; a test holds the
+//! two lists equal.
 
+mod body;
 mod call;
 mod dashboard;
 pub mod error;
@@ -14,6 +18,8 @@ mod health;
 mod instance;
 pub mod limits;
 mod message;
+pub mod openapi;
+pub mod query;
 pub mod realtime;
 mod sse;
 mod token;
@@ -25,8 +31,10 @@ use std::{future::Future, pin::Pin, sync::Arc};
 use actix_web::{
     dev::Payload,
     error::{JsonPayloadError, PathError, QueryPayloadError},
+    http::StatusCode,
     web, FromRequest, HttpRequest, HttpResponse,
 };
+use serde::Serialize;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
@@ -75,6 +83,10 @@ pub fn configure(cfg: &mut web::ServiceConfig, limits: &crate::config::Limits) {
     .service(resource("/health").route(web::get().to(health::health)))
     .service(resource("/ready").route(web::get().to(health::ready)))
     .service(resource("/metrics").route(web::get().to(health::metrics)))
+    .service(resource("/openapi.json").route(web::get().to(openapi::openapi_json)))
+    .service(resource("/docs").route(web::get().to(openapi::docs_redirect)))
+    .service(resource("/docs/").route(web::get().to(openapi::docs_index)))
+    .service(resource("/docs/{file}").route(web::get().to(openapi::docs_file)))
     .service(
         resource("/events")
             // An EventSource on /events gets a stream; anyone else the log.
@@ -101,7 +113,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, limits: &crate::config::Limits) {
     .service(
         resource("/instance/restart/{instance}")
             .route(web::post().to(instance::restart))
-            .route(web::put().to(instance::restart)),
+            .route(web::put().to(instance::restart_put)),
     )
     .service(resource("/instance/logout/{instance}").route(web::delete().to(instance::logout)))
     .service(resource("/instance/delete/{instance}").route(web::delete().to(instance::delete)))
@@ -114,7 +126,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, limits: &crate::config::Limits) {
     .service(
         resource("/group/updateParticipant/{instance}")
             .route(web::post().to(group::update_participant))
-            .route(web::put().to(group::update_participant)),
+            .route(web::put().to(group::update_participant_put)),
     )
     .service(resource("/group/fetchAllGroups/{instance}").route(web::get().to(group::fetch_all)))
     .service(resource("/websocket/set/{instance}").route(web::post().to(instance::websocket_set)))
@@ -139,12 +151,33 @@ async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     )))
 }
 
-async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    Err(ApiError::MethodNotAllowed(format!(
-        "{} is not allowed on {}",
-        req.method(),
-        truncate(req.path(), 200)
-    )))
+/// 405, with `Allow` naming the methods the route takes (as documented:
+/// the route check keeps the document and the routes equal).
+async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
+    let allowed = openapi::pattern_of(&req)
+        .map(|pattern| openapi::allowed_methods(&pattern))
+        .unwrap_or_default();
+    let mut response =
+        actix_web::ResponseError::error_response(&ApiError::MethodNotAllowed(format!(
+            "{} is not allowed on {}",
+            req.method(),
+            truncate(req.path(), 200)
+        )));
+    if let Ok(value) = actix_web::http::header::HeaderValue::from_str(&allowed.join(", ")) {
+        response
+            .headers_mut()
+            .insert(actix_web::http::header::ALLOW, value);
+    }
+    response
+}
+
+/// A JSON answer built from a typed body. It goes through
+/// `serde_json::Value`, whose objects keep their keys sorted, so each answer
+/// has the bytes it had when the handlers built it with `json!`.
+pub(crate) fn answer<T: Serialize>(status: StatusCode, body: &T) -> Result<HttpResponse, ApiError> {
+    let value = serde_json::to_value(body)
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("serializing an answer: {e}")))?;
+    Ok(HttpResponse::build(status).json(value))
 }
 
 fn json_error(err: JsonPayloadError, _req: &HttpRequest) -> actix_web::Error {

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 
 use std::net::IpAddr;
 
-use actix_web::{dev::RequestHead, web};
+use actix_web::dev::RequestHead;
 use serde::Deserialize;
 
 use super::{
@@ -25,28 +25,33 @@ use crate::{
 };
 
 /// Query parameters of `/ws`, `/ws/{instance}`, `/`, `/events/stream` and
-/// `/events` as an event stream.
-#[derive(Deserialize, Default)]
+/// `/events` as an event stream. Any other name is refused (see
+/// `http::query`).
+#[derive(Deserialize, Default, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct StreamParams {
+    /// A key, for clients that cannot set headers.
     apikey: Option<String>,
     /// A scoped token from `POST /auth/token`.
     token: Option<String>,
+    /// Comma-separated event names or aliases.
     events: Option<String>,
+    /// Comma-separated instance names (`GET /events` calls it `instance`).
     instances: Option<String>,
     /// `GET /events` names its instances with `instance`; an `EventSource`
     /// on that URL keeps the name.
     instance: Option<String>,
     /// Replay every matching event after this id, then go live.
+    #[param(minimum = 0)]
     since: Option<i64>,
-    /// The wire shape (see the profiles in [`super::ws`]).
+    /// The wire shape: `switchboard`, `sms-gateway`, `feed` or `plain` (see
+    /// the profiles in the WebSocket description).
     profile: Option<String>,
 }
 
 impl StreamParams {
     pub fn parse(head: &RequestHead) -> Result<StreamParams, ApiError> {
-        web::Query::<StreamParams>::from_query(head.uri.query().unwrap_or(""))
-            .map(web::Query::into_inner)
-            .map_err(|e| ApiError::BadRequest(format!("the query string is not valid: {e}")))
+        super::query::parse(head.uri.query().unwrap_or(""))
     }
 }
 

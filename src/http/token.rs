@@ -9,11 +9,11 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use actix_web::{web, HttpResponse};
-use serde::Deserialize;
-use serde_json::json;
+use actix_web::{http::StatusCode, web, HttpResponse};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
-use super::{AppState, Caller};
+use super::{answer, body::OptionalJson, AppState, Caller};
 use crate::{
     auth::{token::Grant, Scope},
     domain::InstanceName,
@@ -21,7 +21,8 @@ use crate::{
     http::error::ApiError,
 };
 
-#[derive(Deserialize)]
+/// Which instances a token grants: `"*"` (every one) or a list of names.
+#[derive(Deserialize, Serialize, ToSchema)]
 #[serde(untagged)]
 pub enum InstancesField {
     /// `"*"` for every instance (admin key only).
@@ -29,25 +30,62 @@ pub enum InstancesField {
     List(Vec<String>),
 }
 
-#[derive(Deserialize)]
+/// `auth/token`; the body may be left out (the key's own scope, default lifetime).
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(example = json!({"instances": ["alpha"], "events": ["message", "delivery"], "ttlSecs": 3600, "subject": "dashboard"}))]
 pub struct MintBody {
+    /// Absent: what the key sees.
     #[serde(default)]
     instances: Option<InstancesField>,
+    /// Event names or aliases; absent: every event the key sees.
     #[serde(default)]
     events: Option<Vec<String>>,
+    /// Lifetime in seconds, 1 to `auth.token_max_ttl_secs` (default `auth.token_default_ttl_secs`).
     #[serde(default, alias = "ttl_secs")]
+    #[schema(minimum = 1)]
     ttl_secs: Option<u64>,
+    /// Who the token is for (1 to 128 printable characters); it names the
+    /// token's connections in logs and limits.
     #[serde(default)]
     subject: Option<String>,
 }
 
+/// A minted token and what it grants.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Minted {
+    /// Canonical event names.
+    events: Vec<String>,
+    #[schema(format = DateTime)]
+    expires_at: String,
+    /// Seconds.
+    expires_in: u64,
+    /// `"*"` or the names.
+    instances: InstancesField,
+    subject: String,
+    /// A JWT: `?token=` on `/ws` and `/events/stream`.
+    token: String,
+}
+
+/// Mint a short-lived token for stream clients (browsers, dashboards).
+///
+/// The admin key may grant any instances (`"*"` for all); an instance key
+/// only its own. A token opens streams only: it cannot manage or send.
+#[utoipa::path(
+    post, path = "/auth/token", tag = "auth", operation_id = "mintToken",
+    request_body(content = Option<MintBody>, description = "Optional"),
+    responses((status = 201, description = "The token", body = Minted, example = json!({
+        "events": ["message", "delivery"], "expiresAt": "2026-11-30T03:08:39.618286Z",
+        "expiresIn": 3600, "instances": ["alpha"], "subject": "dashboard",
+        "token": "eyJ0eXAiOiJKV1QiLCJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJkYXNoYm9hcmQifQ.c2lnbmF0dXJl"}))),
+)]
 pub async fn mint(
     caller: Caller,
     state: web::Data<AppState>,
-    body: Option<web::Json<MintBody>>,
+    body: OptionalJson<MintBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let body = body.map(web::Json::into_inner).unwrap_or(MintBody {
+    let body = body.0.unwrap_or(MintBody {
         instances: None,
         events: None,
         ttl_secs: None,
@@ -164,15 +202,24 @@ pub async fn mint(
         .mint(&grant)
         .map_err(|e| ApiError::Internal(anyhow::anyhow!("minting a token failed: {e}")))?;
     let instances = match &grant.instances {
-        None => json!("*"),
-        Some(named) => json!(named.keys().map(|n| n.as_str()).collect::<Vec<_>>()),
+        None => InstancesField::All("*".into()),
+        // A map by name: the names come sorted.
+        Some(named) => InstancesField::List(named.keys().map(|n| n.to_string()).collect()),
     };
-    Ok(HttpResponse::Created().json(json!({
-        "token": token,
-        "expiresAt": format_timestamp(expires_at),
-        "expiresIn": ttl,
-        "subject": grant.subject,
-        "instances": instances,
-        "events": grant.topics.names(),
-    })))
+    answer(
+        StatusCode::CREATED,
+        &Minted {
+            events: grant
+                .topics
+                .names()
+                .into_iter()
+                .map(str::to_owned)
+                .collect(),
+            expires_at: format_timestamp(expires_at),
+            expires_in: ttl,
+            instances,
+            subject: grant.subject,
+            token,
+        },
+    )
 }

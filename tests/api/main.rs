@@ -5,6 +5,7 @@
 mod helpers;
 mod process;
 mod proxy;
+mod readme;
 mod resume;
 mod retention;
 mod streams;
@@ -26,6 +27,7 @@ mod filters;
 mod instances;
 mod isolation;
 mod modem;
+mod openapi;
 mod ping_flood;
 mod rfc6455;
 mod seeds;
