@@ -50,16 +50,50 @@ pub async fn root(req: HttpRequest) -> HttpResponse {
     response
 }
 
-/// `GET /dashboard/{path}`: the app's files. `/dashboard/` is the page too.
-pub async fn asset(path: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    let path = path.into_inner();
-    if path.is_empty() || path == "index.html" {
+/// The dashboard's page (the same as `GET /` for a browser).
+#[utoipa::path(
+    get, path = "/dashboard/", tag = "dashboard", operation_id = "dashboardPage", security(),
+    responses((status = 200, description = "The dashboard's page", content_type = "text/html")),
+)]
+pub async fn index() -> HttpResponse {
+    page()
+}
+
+/// A file of the dashboard at its top level (the page, the icon).
+#[utoipa::path(
+    get, path = "/dashboard/{file}", tag = "dashboard", operation_id = "dashboardFile", security(),
+    params(("file" = String, Path, description = "A file name, e.g. `favicon.svg`")),
+    responses((status = 200, description = "The file"),
+        (status = 404, description = "No such file", body = super::openapi::ErrorBody,
+            example = json!({"error": {"code": "NOT_FOUND", "message": "no dashboard file 'nope.js'"}}))),
+)]
+pub async fn file(name: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    asset(&name)
+}
+
+/// A built script or stylesheet of the dashboard; their names carry their
+/// content's hash, so they are cached for good.
+#[utoipa::path(
+    get, path = "/dashboard/assets/{file}", tag = "dashboard", operation_id = "dashboardAsset",
+    security(),
+    params(("file" = String, Path, description = "A built file's name, e.g. `index-3f2a.js`")),
+    responses((status = 200, description = "The file"),
+        (status = 404, description = "No such file", body = super::openapi::ErrorBody,
+            example = json!({"error": {"code": "NOT_FOUND", "message": "no dashboard file 'assets/nope.js'"}}))),
+)]
+pub async fn built(name: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    asset(&format!("assets/{name}"))
+}
+
+/// One of the app's files by its path in the build.
+fn asset(path: &str) -> Result<HttpResponse, ApiError> {
+    if path == "index.html" {
         return Ok(page());
     }
-    let file = Assets::get(&path).ok_or_else(|| {
+    let file = Assets::get(path).ok_or_else(|| {
         ApiError::NotFound(format!(
             "no dashboard file '{}'",
-            super::truncate(&path, 200)
+            super::truncate(path, 200)
         ))
     })?;
     // Vite names the files under assets/ by their content hash: a name

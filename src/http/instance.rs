@@ -34,9 +34,10 @@ pub struct CreateInstanceBody {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[schema(example = json!({"maxAgeSecs": 604800, "maxEvents": 100000}))]
 pub struct RetentionBody {
-    /// Delete events older than this many seconds (0: no age limit).
+    /// Delete events older than this many seconds (0: no age limit; at
+    /// most 3153600000, a hundred years).
     #[serde(default)]
-    #[schema(minimum = 0, maximum = 9_223_372_036_854_775_807_i64)]
+    #[schema(minimum = 0, maximum = 3_153_600_000_i64)]
     max_age_secs: Option<u64>,
     /// Keep at most this many events (0: no count limit).
     #[serde(default)]
@@ -155,26 +156,13 @@ impl From<PresenceData> for PresenceBody {
     }
 }
 
-/// The largest limit the database stores as it is (a signed 64-bit
-/// integer); a larger one would be answered as given but kept as another.
-const MAX_RETENTION: u64 = i64::MAX as u64;
-
-impl RetentionBody {
-    fn parse(self) -> Result<Retention, ApiError> {
-        for (field, value) in [
-            ("maxAgeSecs", self.max_age_secs),
-            ("maxEvents", self.max_events),
-        ] {
-            if value.is_some_and(|v| v > MAX_RETENTION) {
-                return Err(ApiError::BadRequest(format!(
-                    "'{field}' must be at most {MAX_RETENTION}"
-                )));
-            }
+/// The retention asked for; the service checks its range.
+impl From<RetentionBody> for Retention {
+    fn from(body: RetentionBody) -> Retention {
+        Retention {
+            max_age_secs: body.max_age_secs,
+            max_events: body.max_events,
         }
-        Ok(Retention {
-            max_age_secs: self.max_age_secs,
-            max_events: self.max_events,
-        })
     }
 }
 
@@ -207,7 +195,7 @@ pub async fn create(
     let name = InstanceName::parse(&body.instance_name)
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let driver = body.driver.unwrap_or_default();
-    let retention = body.retention.unwrap_or_default().parse()?;
+    let retention = body.retention.unwrap_or_default().into();
     let (view, key) = state
         .service
         .create_instance(CreateInstance {
@@ -566,7 +554,7 @@ pub async fn retention_set(
     body: Json<RetentionBody>,
 ) -> Result<HttpResponse, ApiError> {
     let name = caller.instance(&path)?;
-    let retention = body.into_inner().parse()?;
+    let retention = body.into_inner().into();
     let view = state.service.set_retention(&name, retention).await?;
     retention_body(&name, view)
 }

@@ -77,7 +77,9 @@ pub fn configure(cfg: &mut web::ServiceConfig, limits: &crate::config::Limits) {
     // WebSocket upgrades on these paths never reach the router (see `ws`):
     // what arrives here are plain requests.
     .service(resource("/").route(web::get().to(dashboard::root)))
-    .service(resource("/dashboard/{path:.*}").route(web::get().to(dashboard::asset)))
+    .service(resource("/dashboard/").route(web::get().to(dashboard::index)))
+    .service(resource("/dashboard/{file}").route(web::get().to(dashboard::file)))
+    .service(resource("/dashboard/assets/{file}").route(web::get().to(dashboard::built)))
     .service(resource("/ws").route(web::get().to(ws::not_an_upgrade)))
     .service(resource("/ws/{instance}").route(web::get().to(ws::not_an_upgrade)))
     .service(resource("/health").route(web::get().to(health::health)))

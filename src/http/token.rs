@@ -78,7 +78,11 @@ pub struct Minted {
     responses((status = 201, description = "The token", body = Minted, example = json!({
         "events": ["message", "delivery"], "expiresAt": "2026-11-30T03:08:39.618286Z",
         "expiresIn": 3600, "instances": ["alpha"], "subject": "dashboard",
-        "token": "eyJ0eXAiOiJKV1QiLCJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJkYXNoYm9hcmQifQ.c2lnbmF0dXJl"}))),
+        "token": "eyJ0eXAiOiJKV1QiLCJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJkYXNoYm9hcmQifQ.c2lnbmF0dXJl"})),
+        (status = 404, description = "An instance it names does not exist: a token is bound to \
+            the instances it grants, by their identity", body = super::openapi::ErrorBody,
+            example = json!({"error": {"code": "NOT_FOUND", "message": "instance 'beta' not found"}})),
+    ),
 )]
 pub async fn mint(
     caller: Caller,

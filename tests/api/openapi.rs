@@ -192,7 +192,7 @@ on_both_backends! {
             .env("SERVER_LOG", scratch.path().join("server.log"))
             .env("SWITCHBOARD__HTTP__ADDRESS", "127.0.0.1")
             .env("SWITCHBOARD__HTTP__PORT", port.to_string())
-            .env("SWITCHBOARD__AUTH__API_KEY", "schemathesis-admin-key")
+            .env("SWITCHBOARD__AUTH__API_KEY", "schemathesis-admin-key-0123456789abcdef")
             .env("SWITCHBOARD__DATA_DIR", scratch.path().join("data"))
             // The ignored-auth check sends wrong keys on purpose; the
             // failed-authentication limit must not lock the fuzzer out.

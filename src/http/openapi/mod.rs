@@ -132,8 +132,9 @@ fn websocket() {}
 #[allow(dead_code)]
 fn websocket_instance() {}
 
-/// Where things are; a WebSocket upgrade here is served like `/ws`
-/// (Evolution's URL). No key needed for the plain GET.
+/// Where things are; a browser (an `Accept` naming `text/html`) gets the
+/// dashboard's page instead, and a WebSocket upgrade here is served like
+/// `/ws` (Evolution's URL). No key needed for the plain GET.
 #[utoipa::path(
     get, path = "/", tag = "streams", operation_id = "root", security(),
     responses(
@@ -272,6 +273,7 @@ fn docs_asset(file: &str) -> Result<HttpResponse, ApiError> {
         health::health, health::ready, health::metrics,
         websocket, websocket_instance, root, event_stream, event_stream_preflight,
         openapi_json, docs_redirect, docs_index, docs_file,
+        super::dashboard::index, super::dashboard::file, super::dashboard::built,
     ),
     components(schemas(
         ErrorBody, ErrorDetail, ErrorCode, RootInfo,
@@ -290,6 +292,7 @@ fn docs_asset(file: &str) -> Result<HttpResponse, ApiError> {
         (name = "streams", description = "WebSocket and Server-Sent Events (see the description)"),
         (name = "operations", description = "Liveness, readiness, metrics"),
         (name = "reference", description = "This document and its page"),
+        (name = "dashboard", description = "The web dashboard's page and files (a browser's `GET /` gets the page too)"),
     ),
 )]
 struct ApiDoc;
