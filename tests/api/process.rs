@@ -2,6 +2,9 @@
 //! runs, so tests can kill one with SIGKILL, pause it with SIGSTOP, run
 //! several nodes side by side and watch a second one refuse to start.
 
+// The cluster tests use the whole harness; the single-node ones a part.
+#![allow(dead_code)]
+
 use std::{
     collections::BTreeMap,
     path::{Path, PathBuf},
