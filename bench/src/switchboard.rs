@@ -275,6 +275,13 @@ impl Instances {
         Ok(())
     }
 
+    /// Creates one simulator named `name` at `rate`.
+    pub async fn create_named(&mut self, name: &str, rate: f64, seed: u64) -> anyhow::Result<()> {
+        self.admin.create_simulator(name, rate, seed).await?;
+        self.names.push(name.to_owned());
+        Ok(())
+    }
+
     /// Stops every instance's actor, keeping it and its events. All at
     /// once: stopping a busy simulator waits for its commits in flight, and
     /// one by one the others would go on filling the log meanwhile.

@@ -51,13 +51,20 @@ pub async fn run(ctx: &Ctx, args: &FanoutArgs) -> anyhow::Result<Report> {
     admin.wait_healthy(Duration::from_secs(30)).await?;
     let url = ctx.switchboard_url(&[("instances", &instance_names(PREFIX, instances_per_step))])?;
     let stats = ctx.stats();
+    // A filter may only name instances that exist: quiet ones stand in
+    // until the first step creates them at its rate (the subscriptions of
+    // the admin key keep the names across a delete and create).
+    let mut instances = Instances::new(&admin);
+    instances
+        .create(PREFIX, instances_per_step, 0.0, ctx.common.seed)
+        .await?;
     let pool = Pool::open(ctx.client_config(url, subscribers)?, stats.clone()).await?;
     let connect = pool.connect.clone();
-    let mut instances = Instances::new(&admin);
 
     let mut windows: Vec<(f64, Window, bool)> = Vec::new();
     let outcome: anyhow::Result<()> = async {
         for &rate in &rates {
+            instances.delete_all().await?;
             instances
                 .create(
                     PREFIX,

@@ -10,11 +10,14 @@ use crate::{
     client::Pool,
     report::Report,
     scenario::{secs, Ctx},
+    switchboard::Instances,
     system,
 };
 
-/// An instance name that does not exist, so switchboard sends nothing.
-const NOTHING: &str = "bench-idle-nothing";
+/// An instance that makes no traffic (a virtual modem at rate 0), watched
+/// for an event kind it never makes: the connections are truly idle. A
+/// filter must name an instance that exists.
+const QUIET: &str = "bench-idle";
 /// How long the pongs may take to come back from every connection.
 const PONG_WAIT: Duration = Duration::from_secs(30);
 
@@ -32,16 +35,20 @@ pub async fn run(ctx: &Ctx, args: &IdleArgs) -> anyhow::Result<Report> {
     report.setting("connect_concurrency", ctx.common.connect_concurrency);
     ctx.prepare_server_for(connections, &mut report);
 
-    // With a key, filter to an instance that does not exist: truly idle.
+    // With a key, filter to a quiet instance's location events: truly idle.
     let (admin, url) = match &ctx.common.key {
         Some(_) => (
             Some(ctx.admin()?),
-            ctx.switchboard_url(&[("instances", NOTHING)])?,
+            ctx.switchboard_url(&[("instances", QUIET), ("events", "location")])?,
         ),
         None => (None, ctx.common.url.clone()),
     };
+    let mut quiet = None;
     if let Some(admin) = &admin {
         admin.wait_healthy(Duration::from_secs(30)).await?;
+        let mut instances = Instances::new(admin);
+        instances.create_named(QUIET, 0.0, ctx.common.seed).await?;
+        quiet = Some(instances);
     }
     let server_before = ctx.sample_server();
     let client_before = system::sample(0).ok();
@@ -60,6 +67,9 @@ pub async fn run(ctx: &Ctx, args: &IdleArgs) -> anyhow::Result<Report> {
     let pongs = pool.ping_all(PONG_WAIT).await;
     let errors = stats.snapshot().errors_since(&after_connect);
     pool.close().await;
+    if let Some(mut quiet) = quiet {
+        quiet.delete_all().await?;
+    }
 
     let per_conn = |before: Option<system::ProcSample>, after: Option<system::ProcSample>| {
         before.zip(after).and_then(|(b, a)| {

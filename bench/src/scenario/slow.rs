@@ -51,13 +51,14 @@ pub async fn run(ctx: &Ctx, args: &SlowArgs) -> anyhow::Result<Report> {
     let mut config = ctx.client_config(url, subscribers)?;
     config.stall_every = Some(every);
     config.stall_rcvbuf = Some(args.stall_rcvbuf).filter(|b| *b > 0);
+    // The instances first: a filter may only name instances that exist.
+    let mut instances = Instances::new(&admin);
+    instances
+        .create(PREFIX, n, rate / n as f64, ctx.common.seed)
+        .await?;
     let pool = Pool::open(config, stats.clone()).await?;
     let connect = pool.connect.clone();
-    let mut instances = Instances::new(&admin);
     let outcome: anyhow::Result<(Window, Window, f64, u64)> = async {
-        instances
-            .create(PREFIX, n, rate / n as f64, ctx.common.seed)
-            .await?;
         tokio::time::sleep(secs(warmup)).await;
         let before = measure(ctx, &stats, Some(&admin), secs(duration)).await?;
         pool.set(Phase::Stall);

@@ -38,13 +38,14 @@ pub async fn run(ctx: &Ctx, args: &SubscribersArgs) -> anyhow::Result<Report> {
     admin.wait_healthy(Duration::from_secs(30)).await?;
     let url = ctx.switchboard_url(&[("instances", &instance_names(PREFIX, n))])?;
     let stats = ctx.stats();
+    // The instances first: a filter may only name instances that exist.
+    let mut instances = Instances::new(&admin);
+    instances
+        .create(PREFIX, n, rate / n as f64, ctx.common.seed)
+        .await?;
     let pool = Pool::open(ctx.client_config(url, subscribers)?, stats.clone()).await?;
     let connect = pool.connect.clone();
-    let mut instances = Instances::new(&admin);
     let outcome = async {
-        instances
-            .create(PREFIX, n, rate / n as f64, ctx.common.seed)
-            .await?;
         tokio::time::sleep(secs(warmup)).await;
         measure(ctx, &stats, Some(&admin), secs(duration)).await
     }
