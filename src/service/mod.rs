@@ -20,11 +20,11 @@ pub use events::{EventPage, ReadRequest};
 pub use groups::{GroupView, GROUP_SUFFIX};
 pub use instances::{CreateInstance, Presence, RetentionView, PRESENCES};
 pub use messages::{Accepted, SendText};
-pub use webhooks::{SetWebhook, WebhookView};
+pub use webhooks::{SecretChange, SetWebhook, WebhookView};
 
 use crate::{
     config::Settings,
-    domain::InstanceName,
+    domain::{InstanceName, NumberRules},
     hub::Hub,
     instance::{registry::RegistryError, Registry},
     store::{EventLog, StoreError},
@@ -55,6 +55,12 @@ impl From<RegistryError> for ServiceError {
             RegistryError::NotFound(name) => ServiceError::not_found(&name),
             RegistryError::Conflict(message) => ServiceError::Conflict(message),
         }
+    }
+}
+
+impl From<crate::domain::InvalidNumber> for ServiceError {
+    fn from(err: crate::domain::InvalidNumber) -> Self {
+        ServiceError::Invalid(err.to_string())
     }
 }
 
@@ -128,6 +134,11 @@ impl Service {
         self.registry
             .own_number(name)
             .ok_or_else(|| ServiceError::not_found(name))
+    }
+
+    /// How the instance reads the numbers it is given (its settings).
+    fn number_rules(&self, name: &InstanceName) -> Result<NumberRules, ServiceError> {
+        Ok(self.registry.settings(name)?.number_rules())
     }
 
     /// Fails unless the instance exists.
