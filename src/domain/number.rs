@@ -175,11 +175,13 @@ fn e164(raw: &str, region: Option<Region>, text: &str) -> Result<PhoneNumber, In
     let national = parsed.national().to_string();
     let lengths = possible_lengths(code);
     if !lengths.is_empty() && !lengths.contains(&(national.len() as u16)) {
-        let allowed = lengths
-            .iter()
-            .map(u16::to_string)
-            .collect::<Vec<_>>()
-            .join(" or ");
+        let mut allowed = lengths.iter().map(u16::to_string).collect::<Vec<_>>();
+        let last = allowed.pop().unwrap_or_default();
+        let allowed = if allowed.is_empty() {
+            last
+        } else {
+            format!("{} or {last}", allowed.join(", "))
+        };
         return Err(InvalidNumber::new(
             raw,
             format!(
@@ -332,8 +334,8 @@ mod tests {
             ("++15551234567", "use digits"),
             ("+1-800-FLOWERS", "use digits"),
             ("+999123456", "country calling code"),
-            ("+1555123", "+1 have 10 digits after it, this one has 6"),
-            ("+44 7911 1234567890", "too many digits"),
+            ("+1555123", "this one has 6"),
+            ("+44 7911 1234567890", "have 7, 9 or 10 digits after it, this one has 14"),
             (&"1".repeat(100), "far too long"),
         ] {
             let err = PhoneNumber::parse(bad).expect_err(bad).to_string();

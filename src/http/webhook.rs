@@ -54,16 +54,9 @@ pub struct WebhookFields {
     /// Signs every delivery (16 to 256 characters): see "Signed webhooks"
     /// in the README. Absent keeps the secret set before; `null` removes it.
     /// Never shown back.
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "super::body::present")]
     #[schema(value_type = Option<String>, min_length = 16, max_length = 256)]
     secret: Option<Option<String>>,
-}
-
-/// Tells a field sent as `null` (`Some(None)`) from one left out (`None`).
-fn present<'de, D: serde::Deserializer<'de>>(
-    deserializer: D,
-) -> Result<Option<Option<String>>, D::Error> {
-    Option::<String>::deserialize(deserializer).map(Some)
 }
 
 /// How deliveries are going.
