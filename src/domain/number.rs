@@ -114,16 +114,21 @@ impl PhoneNumber {
             return Err(InvalidNumber::new(raw, "it has no digits"));
         }
         if international {
-            return e164(raw, None, &format!("+{digits}"));
+            return e164(raw, None, &format!("+{digits}")).map(|(number, _)| number);
         }
-        // A national number of the default region comes first: in some
-        // countries (Denmark, Norway) every number has eight digits.
+        let short = SHORT_CODE_DIGITS.contains(&digits.len());
+        // A national number of the default region comes first. Where a
+        // short code could also be a national number (Germany has five-
+        // digit ones), it is the national number only if it is assigned.
         let national = rules
             .default_region
             .map(|region| e164(raw, Some(region), &digits));
         match national {
-            Some(Ok(number)) => return Ok(number),
-            Some(Err(_)) | None if SHORT_CODE_DIGITS.contains(&digits.len()) => {
+            Some(Ok((number, valid))) if valid || !(short && rules.allow_short_codes) => {
+                return Ok(number)
+            }
+            Some(Err(err)) if !short => return Err(err),
+            _ if short => {
                 return if rules.allow_short_codes {
                     Ok(PhoneNumber(digits))
                 } else {
@@ -134,8 +139,7 @@ impl PhoneNumber {
                     ))
                 };
             }
-            Some(Err(err)) => return Err(err),
-            None => {}
+            _ => {}
         }
         Err(InvalidNumber::new(
             raw,
@@ -155,8 +159,13 @@ impl PhoneNumber {
 }
 
 /// Parses `text` (digits with a leading `+`, or national digits of
-/// `region`) into E.164, checking the country code and the length.
-fn e164(raw: &str, region: Option<Region>, text: &str) -> Result<PhoneNumber, InvalidNumber> {
+/// `region`) into E.164, checking the country code and the length; says
+/// too whether the number is in an assigned range (libphonenumber's "valid").
+fn e164(
+    raw: &str,
+    region: Option<Region>,
+    text: &str,
+) -> Result<(PhoneNumber, bool), InvalidNumber> {
     let parsed = phonenumber::parse(region.map(|r| r.0), text).map_err(|err| {
         let reason = match err {
             phonenumber::ParseError::InvalidCountryCode => match region {
@@ -190,7 +199,11 @@ fn e164(raw: &str, region: Option<Region>, text: &str) -> Result<PhoneNumber, In
             ),
         ));
     }
-    Ok(PhoneNumber(parsed.format().mode(Mode::E164).to_string()))
+    let valid = parsed.is_valid();
+    Ok((
+        PhoneNumber(parsed.format().mode(Mode::E164).to_string()),
+        valid,
+    ))
 }
 
 /// The lengths (without the country code) that numbers of every kind can
@@ -335,7 +348,10 @@ mod tests {
             ("+1-800-FLOWERS", "use digits"),
             ("+999123456", "country calling code"),
             ("+1555123", "this one has 6"),
-            ("+44 7911 1234567890", "have 7, 9 or 10 digits after it, this one has 14"),
+            (
+                "+44 7911 1234567890",
+                "have 7, 9 or 10 digits after it, this one has 14",
+            ),
             (&"1".repeat(100), "far too long"),
         ] {
             let err = PhoneNumber::parse(bad).expect_err(bad).to_string();
@@ -356,7 +372,14 @@ mod tests {
         let code = PhoneNumber::parse_with("123 45", &allowed).expect("allowed");
         assert_eq!(code.as_str(), "12345");
         assert!(code.is_short_code());
-        // A national number of the region is not taken for a short code.
+        // A national number of the region is not taken for a short code,
+        // unless it could be one and is not an assigned number.
+        let de = NumberRules {
+            default_region: Some("DE".parse().expect("a region")),
+            allow_short_codes: true,
+        };
+        assert_eq!(e164_of("12345", &de), "12345");
+        assert_eq!(e164_of("030 123456", &de), "+4930123456");
         let dk = NumberRules {
             default_region: Some("DK".parse().expect("a region")),
             allow_short_codes: true,

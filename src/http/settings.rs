@@ -81,9 +81,21 @@ const SETTINGS_EXAMPLE: &str = r#"{"settings": {"allowShortCodes": false,
 /// asks for them.
 fn refuse_meaningless(body: &SettingsBody) -> Result<(), ApiError> {
     for (field, asked, why) in [
-        ("alwaysOnline", body.always_online, "SMS has no presence to keep online"),
-        ("readMessages", body.read_messages, "SMS has no read receipts"),
-        ("readStatus", body.read_status, "SMS has no statuses to read"),
+        (
+            "alwaysOnline",
+            body.always_online,
+            "SMS has no presence to keep online",
+        ),
+        (
+            "readMessages",
+            body.read_messages,
+            "SMS has no read receipts",
+        ),
+        (
+            "readStatus",
+            body.read_status,
+            "SMS has no statuses to read",
+        ),
         (
             "syncFullHistory",
             body.sync_full_history,
@@ -149,7 +161,10 @@ pub async fn find(
     settings_body(&name, settings)
 }
 
-fn settings_body(name: &InstanceName, settings: InstanceSettings) -> Result<HttpResponse, ApiError> {
+fn settings_body(
+    name: &InstanceName,
+    settings: InstanceSettings,
+) -> Result<HttpResponse, ApiError> {
     answer(
         StatusCode::OK,
         &SettingsAnswer {

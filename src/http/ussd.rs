@@ -153,9 +153,6 @@ pub async fn cancel(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let name = caller.instance(&path)?;
-    let data = state
-        .service
-        .ussd(&name, UssdRequest::Cancel, None)
-        .await?;
+    let data = state.service.ussd(&name, UssdRequest::Cancel, None).await?;
     ussd_body(&name, data)
 }
