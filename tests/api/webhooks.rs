@@ -523,10 +523,13 @@ server.serve_forever()
         let stdout = child.stdout.take().expect("stdout");
         let mut lines = tokio::io::BufReader::new(stdout);
         let mut line = String::new();
-        tokio::time::timeout(LONG, tokio::io::AsyncBufReadExt::read_line(&mut lines, &mut line))
-            .await
-            .expect("the receiver says its port")
-            .expect("read");
+        tokio::time::timeout(
+            LONG,
+            tokio::io::AsyncBufReadExt::read_line(&mut lines, &mut line),
+        )
+        .await
+        .expect("the receiver says its port")
+        .expect("read");
         PythonReceiver {
             port: line.trim().parse().expect("a port"),
             record,
@@ -639,8 +642,10 @@ async fn answering(status: u16) -> (u16, Arc<Mutex<Vec<i64>>>, actix_web::dev::S
             async move {
                 let event: Value = serde_json::from_slice(&body).unwrap_or_default();
                 hits.lock().push(event["id"].as_i64().unwrap_or(-1));
-                HttpResponse::build(actix_web::http::StatusCode::from_u16(status).expect("a status"))
-                    .finish()
+                HttpResponse::build(
+                    actix_web::http::StatusCode::from_u16(status).expect("a status"),
+                )
+                .finish()
             }
         }))
     })
