@@ -2,8 +2,6 @@
 //! serial path (the GSM driver against modem-sim on a pseudo-terminal) and
 //! through the built-in virtual modem.
 
-use std::time::Duration;
-
 use reqwest::Method;
 use serde_json::{json, Value};
 use switchboard::tools::modem_sim::SimSettings;

@@ -300,10 +300,7 @@ impl AtConnection {
             Frame::Prompt => return Some(Outcome::Prompt),
             Frame::Line(line) => line,
         };
-        let line = match self.join_ussd(line) {
-            Some(line) => line,
-            None => return None,
-        };
+        let line = self.join_ussd(line)?;
         if let Some(kind) = self.two_line.take() {
             match classify(&line, "") {
                 // The PDU line never came; the header was noise.

@@ -98,11 +98,12 @@ pub fn encode_ussd(text: &str, form: UssdForm) -> Option<String> {
 /// below 0x80 is one septet per octet; otherwise it is packed.
 pub fn decode_ussd(text: &str, dcs: Option<u8>) -> String {
     let (alphabet, skip) = cbs_alphabet(dcs.unwrap_or(15));
-    let hex_digits =
-        !text.is_empty() && text.len() % 2 == 0 && text.bytes().all(|b| b.is_ascii_hexdigit());
+    let hex_digits = !text.is_empty()
+        && text.len().is_multiple_of(2)
+        && text.bytes().all(|b| b.is_ascii_hexdigit());
     let octets = || hex::decode_hex(text).ok();
     match alphabet {
-        Alphabet::Ucs2 if hex_digits && (text.len() / 2).saturating_sub(skip) % 2 == 0 => {
+        Alphabet::Ucs2 if hex_digits && (text.len() / 2).saturating_sub(skip).is_multiple_of(2) => {
             match octets() {
                 Some(octets) => ucs2::octets_to_string(octets.get(skip..).unwrap_or_default()),
                 None => text.to_owned(),
@@ -132,7 +133,7 @@ fn unpack(octets: &[u8]) -> Option<String> {
     let mut septets = gsm7::unpack(octets, 0, count)?;
     // When the septets fill the octets exactly, the last one may be the
     // filler of seven spare bits: CR by the standard, '@' (0) in practice.
-    if (octets.len() * 8) % 7 == 0 && matches!(septets.last(), Some(0x0D | 0x00)) {
+    if (octets.len() * 8).is_multiple_of(7) && matches!(septets.last(), Some(0x0D | 0x00)) {
         septets.pop();
     }
     Some(gsm7::septets_to_string(&septets))
