@@ -61,6 +61,15 @@ pub enum UssdError {
     Store(StoreError),
 }
 
+impl From<super::DriverError> for UssdError {
+    fn from(err: super::DriverError) -> Self {
+        match err {
+            super::DriverError::Store(err) => UssdError::Store(err),
+            super::DriverError::Modem(why) => UssdError::Refused(why),
+        }
+    }
+}
+
 /// Where the driver answers a USSD request.
 pub type UssdReply = oneshot::Sender<Result<UssdAnswer, UssdError>>;
 
@@ -169,9 +178,9 @@ impl VirtualSession {
             events: vec![data.clone().into_event(&ctx.instance)],
             changes: Vec::new(),
         };
-        let answer = match ctx.log.append(job).await {
-            Ok(_) => Ok(data),
-            Err(err) => Err(UssdError::Store(err)),
+        let answer = match ctx.append(job).await {
+            Ok(()) => Ok(data),
+            Err(err) => Err(UssdError::from(err)),
         };
         if answer.is_ok() && status.is_open() {
             self.open = Some((id, menu));

@@ -165,11 +165,11 @@ impl Gsm<'_> {
             events: vec![data.clone().into_event(&self.ctx.instance)],
             changes: Vec::new(),
         };
-        match self.ctx.log.append(job).await {
-            Ok(_) => Ok(data),
+        match self.ctx.append(job).await {
+            Ok(()) => Ok(data),
             Err(err) => {
                 tracing::warn!(instance = %self.ctx.instance, error = %err, "could not record a USSD answer");
-                Err(UssdError::Store(err))
+                Err(UssdError::from(err))
             }
         }
     }
