@@ -128,6 +128,7 @@ pub async fn set(
     let name = caller.instance(&path)?;
     let body = body.into_inner();
     refuse_meaningless(&body)?;
+    // Either value holds for SMS, which never comes from a group chat.
     let _ = body.groups_ignore;
     let settings = state
         .service

@@ -83,7 +83,17 @@ pub struct ActorContext {
     /// The instance's settings as they are now (`settings/set` changes them
     /// while the driver runs).
     settings: watch::Receiver<InstanceSettings>,
+    /// When each caller was last sent the `msgCall` text (see
+    /// [`ActorContext::call_reply`]).
+    call_replies: parking_lot::Mutex<std::collections::HashMap<String, tokio::time::Instant>>,
 }
+
+/// A caller gets the `msgCall` text at most once in this long: whoever
+/// calls again and again cannot make the instance send a text each time.
+pub const MSG_CALL_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
+/// Callers remembered for [`MSG_CALL_EVERY`], at most; past it the
+/// longest-ago are forgotten.
+const MSG_CALL_REMEMBERED: usize = 1024;
 
 impl ActorContext {
     pub fn new(
@@ -104,6 +114,7 @@ impl ActorContext {
             reported_number: Arc::default(),
             spool: None,
             settings: watch::channel(InstanceSettings::default()).1,
+            call_replies: parking_lot::Mutex::default(),
         }
     }
 
@@ -121,8 +132,9 @@ impl ActorContext {
     /// The `msgCall` text to a caller whose call was just rejected, as the
     /// job that queues it (an outbox row and its `message` and `delivery:
     /// queued` events, like `sendText`'s): the driver commits it together
-    /// with the `reject` event. `None` when the instance sends none, or the
-    /// caller's number is not one it can send to (withheld, say).
+    /// with the `reject` event. `None` when the instance sends none, the
+    /// caller's number is not one it can send to (withheld, say), or the
+    /// caller got it less than [`MSG_CALL_EVERY`] ago.
     pub fn call_reply(&self, own_number: &str, caller: Option<&str>) -> Option<Job> {
         let settings = self.settings();
         let text = settings.call_reply()?;
@@ -134,6 +146,10 @@ impl ActorContext {
                 return None;
             }
         };
+        if !self.first_reply_in_a_while(to.as_str()) {
+            tracing::info!(instance = %self.instance, "this caller got the msgCall text a short while ago");
+            return None;
+        }
         let parts = match part_count(&to, text) {
             Ok(parts) => parts,
             Err(err) => {
@@ -142,6 +158,33 @@ impl ActorContext {
             }
         };
         Some(queued_text(&self.instance, own_number, &to, text, parts))
+    }
+
+    /// Whether `caller` may get the `msgCall` text now; if so, it counts
+    /// as sent.
+    fn first_reply_in_a_while(&self, caller: &str) -> bool {
+        let now = tokio::time::Instant::now();
+        let mut replies = self.call_replies.lock();
+        if replies
+            .get(caller)
+            .is_some_and(|at| now.duration_since(*at) < MSG_CALL_EVERY)
+        {
+            return false;
+        }
+        if replies.len() >= MSG_CALL_REMEMBERED {
+            replies.retain(|_, at| now.duration_since(*at) < MSG_CALL_EVERY);
+            if replies.len() >= MSG_CALL_REMEMBERED {
+                let oldest = replies
+                    .iter()
+                    .min_by_key(|(_, at)| **at)
+                    .map(|(k, _)| k.clone());
+                if let Some(oldest) = oldest {
+                    replies.remove(&oldest);
+                }
+            }
+        }
+        replies.insert(caller.to_owned(), now);
+        true
     }
 
     /// Wakes this driver's own outbox reading (after it queued a text).

@@ -201,12 +201,15 @@ on_both_backends! {
             sim.submitted().iter().any(|s| s.to == "+447911123456" && s.text == "Sorry, texts only.")
         })
         .await;
+        // Calling again at once is rejected, but texted only once in a while.
+        sim.act(Action::Call { from: "07911123456".into() }).await.expect("ring");
+        wait_log(&app, "&instance=usb&events=call", "the second reject", |log| log.len() >= 4).await;
 
-        // Without a text, a call is rejected and nobody is texted; a call
-        // rejected through the API gets the text too.
+        // Without rejectCall a call rings on; a call rejected through the
+        // API gets the text too.
         assert_eq!(set(&app, "usb", json!({ "msgCall": null, "rejectCall": false })).await.0, 200);
         sim.act(Action::Call { from: "+15553334444".into() }).await.expect("ring");
-        wait_log(&app, "&instance=usb&events=call", "the second offer", |log| log.len() >= 3).await;
+        wait_log(&app, "&instance=usb&events=call", "the third offer", |log| log.len() >= 5).await;
         assert!(sim.ringing(), "not rejected without rejectCall");
         assert_eq!(set(&app, "usb", json!({ "msgCall": "Call you back!" })).await.0, 200);
         let rejected = app.admin(Method::POST, "/call/reject/usb").send().await.expect("send");
@@ -215,6 +218,7 @@ on_both_backends! {
             sim.submitted().iter().any(|s| s.to == "+15553334444" && s.text == "Call you back!")
         })
         .await;
+        // One text per caller: the repeated call got none.
         assert_eq!(sim.submitted().len(), 2, "{:?}", sim.submitted());
         app.stop().await;
         sim.stop().await;
