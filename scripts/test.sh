@@ -268,6 +268,12 @@ if command -v psql >/dev/null 2>&1; then
     while read -r db; do psql "$TEST_DATABASE_URL" -qc "DROP DATABASE IF EXISTS $db" >/dev/null 2>&1 || true; done
 fi
 
+# Every crate the lock file names, for every platform: tests/api/docker.rs
+# reads the workspace offline (`cargo metadata --offline`), which wants the
+# crates a build for this platform never downloads (heapless's
+# atomic-polyfill, under phonenumber's build script) too.
+cargo fetch --locked >/dev/null
+
 # With no arguments every package of the workspace (the server and the load
 # tool); arguments (a test target, a filter) go to cargo as they are.
 if [ $# -eq 0 ]; then

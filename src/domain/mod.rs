@@ -7,21 +7,25 @@
 
 pub mod driver;
 pub mod instance;
+pub mod instance_settings;
 pub mod key;
 pub mod modem_options;
 pub mod number;
 pub mod profile;
+pub mod secret;
 pub mod settings;
 pub mod text;
 pub mod topic;
 
 pub use driver::{DriverConfig, SimulatorConfig};
 pub use instance::{InstanceName, InstanceRef, InvalidInstanceName};
+pub use instance_settings::InstanceSettings;
 pub use modem_options::{
     FlowControl, GnssOptions, GnssVendor, ModemOptions, SerialConfig, TcpConfig,
 };
-pub use number::PhoneNumber;
+pub use number::{InvalidNumber, NumberRules, PhoneNumber, Region};
 pub use profile::{StreamProfile, UnknownProfile};
+pub use secret::WebhookSecret;
 pub use settings::{Retention, WebsocketSettings};
 pub use text::truncate;
 pub use topic::{EventKind, Topic, TopicSet, UnknownEventName};

@@ -21,6 +21,8 @@ pub enum EventKind {
     Location,
     /// Instance lifecycle (created, updated, deleted); admin scope only.
     Instance,
+    /// A USSD exchange with the network (`*100#` and its answer).
+    Ussd,
 }
 
 impl EventKind {
@@ -35,6 +37,7 @@ impl EventKind {
             EventKind::Status => "status",
             EventKind::Location => "location",
             EventKind::Instance => "instance",
+            EventKind::Ussd => "ussd",
         }
     }
 }
@@ -63,10 +66,11 @@ pub enum Topic {
     Status = 9,
     Location = 10,
     Instance = 11,
+    Ussd = 12,
 }
 
 impl Topic {
-    pub const ALL: [Topic; 12] = [
+    pub const ALL: [Topic; 13] = [
         Topic::MessageIncoming,
         Topic::MessageOutgoing,
         Topic::Delivery,
@@ -79,6 +83,7 @@ impl Topic {
         Topic::Status,
         Topic::Location,
         Topic::Instance,
+        Topic::Ussd,
     ];
 
     pub fn kind(self) -> EventKind {
@@ -92,6 +97,7 @@ impl Topic {
             Topic::Status => EventKind::Status,
             Topic::Location => EventKind::Location,
             Topic::Instance => EventKind::Instance,
+            Topic::Ussd => EventKind::Ussd,
         }
     }
 
@@ -119,7 +125,7 @@ pub struct TopicSet(u16);
 pub struct UnknownEventName(pub String);
 
 const KNOWN_NAMES: &str = "message, delivery, connection, presence, group, call, status, \
-     location, instance, incoming, outgoing, modem_status_update, gnss_position_report, \
+     location, instance, ussd, incoming, outgoing, modem_status_update, gnss_position_report, \
      MESSAGES_UPSERT, SEND_MESSAGE, MESSAGES_UPDATE, CONNECTION_UPDATE, PRESENCE_UPDATE, \
      GROUPS_UPSERT, GROUP_UPDATE, GROUP_PARTICIPANTS_UPDATE, CALL";
 
@@ -195,6 +201,7 @@ impl TopicSet {
             "status" => &[Status],
             "location" | "gnss_position_report" => &[Location],
             "instance" => &[Instance],
+            "ussd" => &[Ussd],
             _ => return Err(UnknownEventName(name.trim().to_owned())),
         };
         Ok(TopicSet::of(topics))
@@ -221,7 +228,7 @@ impl TopicSet {
     /// where a whole kind is included, for acknowledgements and listings.
     pub fn names(self) -> Vec<&'static str> {
         use Topic::*;
-        let groups: [(&'static str, TopicSet); 9] = [
+        let groups: [(&'static str, TopicSet); 10] = [
             ("message", TopicSet::of(&[MessageIncoming, MessageOutgoing])),
             ("delivery", TopicSet::of(&[Delivery])),
             ("connection", TopicSet::of(&[Connection])),
@@ -234,6 +241,7 @@ impl TopicSet {
             ("status", TopicSet::of(&[Status])),
             ("location", TopicSet::of(&[Location])),
             ("instance", TopicSet::of(&[Instance])),
+            ("ussd", TopicSet::of(&[Ussd])),
         ];
         let mut names = Vec::new();
         for (name, whole) in groups {

@@ -312,3 +312,70 @@ impl Payload for InstanceData {
         Topic::Instance
     }
 }
+
+/// Where a USSD session stands after an exchange.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UssdStatus {
+    /// The network answered and the session is over (`+CUSD: 0`).
+    Done,
+    /// The network answered with a menu and waits for a reply (`+CUSD: 1`).
+    Menu,
+    /// The network ended the session (`+CUSD: 2`).
+    Terminated,
+    /// Another client of the modem answered (`+CUSD: 3`).
+    OtherClient,
+    /// The network does not support the request (`+CUSD: 4`).
+    Unsupported,
+    /// The network gave up waiting (`+CUSD: 5`).
+    NetworkTimeout,
+    /// The session was cancelled (`DELETE /ussd/{instance}`).
+    Cancelled,
+    /// No answer came in time; the session was closed.
+    Timeout,
+}
+
+impl UssdStatus {
+    /// The status a `+CUSD: <m>` reports.
+    pub fn from_cusd(m: u8) -> Option<UssdStatus> {
+        Some(match m {
+            0 => UssdStatus::Done,
+            1 => UssdStatus::Menu,
+            2 => UssdStatus::Terminated,
+            3 => UssdStatus::OtherClient,
+            4 => UssdStatus::Unsupported,
+            5 => UssdStatus::NetworkTimeout,
+            _ => return None,
+        })
+    }
+
+    /// Whether the network waits for a reply in this session.
+    pub fn is_open(self) -> bool {
+        self == UssdStatus::Menu
+    }
+}
+
+/// `ussd`: what was sent to the network in a USSD session and what it
+/// answered.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UssdData {
+    /// The session: the same for a code and the replies that follow it.
+    pub id: String,
+    /// What was sent: the code (`*100#`) or a menu reply (`1`); absent
+    /// for a cancellation, a timeout and what the network sent unasked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request: Option<String>,
+    pub status: UssdStatus,
+    /// The network's text, decoded; absent when it sent none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    /// Unix seconds.
+    pub timestamp: i64,
+}
+
+impl Payload for UssdData {
+    fn topic(&self) -> Topic {
+        Topic::Ussd
+    }
+}

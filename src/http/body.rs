@@ -105,6 +105,18 @@ fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<Option<T>, ApiError> {
     Ok(value)
 }
 
+/// For a field where `null` and absence mean different things: `null` is
+/// `Some(None)` ("remove it"), absence `None` ("leave it"), with
+/// `#[serde(default, deserialize_with = "present")]`.
+pub(super) fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    use serde::Deserialize;
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
 #[cfg(test)]
 mod tests {
     use serde::Deserialize;

@@ -39,6 +39,9 @@ pub enum ApiError {
     Revoked,
     #[error("the database is unavailable; try again shortly")]
     Unavailable(String),
+    /// The modem or the network did not answer in time.
+    #[error("{0}")]
+    GatewayTimeout(String),
     #[error("internal error")]
     Internal(#[from] anyhow::Error),
 }
@@ -60,6 +63,7 @@ impl ApiError {
             ApiError::ConnectionLimit(_) => "CONNECTION_LIMIT",
             ApiError::Revoked => "CREDENTIAL_REVOKED",
             ApiError::Unavailable(_) => "SERVICE_UNAVAILABLE",
+            ApiError::GatewayTimeout(_) => "GATEWAY_TIMEOUT",
             ApiError::Internal(_) => "INTERNAL_ERROR",
         }
     }
@@ -92,6 +96,7 @@ impl ResponseError for ApiError {
             ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::ConnectionLimit(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::GatewayTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -146,6 +151,7 @@ impl From<ServiceError> for ApiError {
             ServiceError::NotFound(message) => ApiError::NotFound(message),
             ServiceError::Conflict(message) => ApiError::Conflict(message),
             ServiceError::CursorExpired(message) => ApiError::CursorExpired(message),
+            ServiceError::Timeout(message) => ApiError::GatewayTimeout(message),
             ServiceError::Store(err) => err.into(),
         }
     }

@@ -51,7 +51,7 @@ pub struct Envelope {
     /// Per instance: 1, 2, 3, … without gaps.
     seq: i64,
     #[schema(
-        pattern = "^(message|delivery|connection|presence|group|call|status|location|instance)$"
+        pattern = "^(message|delivery|connection|presence|group|call|status|location|instance|ussd)$"
     )]
     event: String,
     instance: String,

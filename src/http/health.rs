@@ -186,6 +186,12 @@ pub async fn metrics(
         webhooks.failed_attempts.load(Ordering::Relaxed),
     );
     metric(
+        "switchboard_webhook_stopped_total",
+        "counter",
+        "Webhooks whose deliveries stopped for good because the receiver answered 410 Gone.",
+        webhooks.stopped.load(Ordering::Relaxed),
+    );
+    metric(
         "switchboard_webhook_backlog",
         "gauge",
         "Events not yet delivered to webhooks, counted by id.",

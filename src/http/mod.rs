@@ -21,8 +21,10 @@ mod message;
 pub mod openapi;
 pub mod query;
 pub mod realtime;
+mod settings;
 mod sse;
 mod token;
+mod ussd;
 mod webhook;
 pub mod ws;
 
@@ -135,6 +137,13 @@ pub fn configure(cfg: &mut web::ServiceConfig, limits: &crate::config::Limits) {
     .service(resource("/websocket/find/{instance}").route(web::get().to(instance::websocket_find)))
     .service(resource("/webhook/set/{instance}").route(web::post().to(webhook::set)))
     .service(resource("/webhook/find/{instance}").route(web::get().to(webhook::find)))
+    .service(resource("/settings/set/{instance}").route(web::post().to(settings::set)))
+    .service(resource("/settings/find/{instance}").route(web::get().to(settings::find)))
+    .service(
+        resource("/ussd/{instance}")
+            .route(web::post().to(ussd::send))
+            .route(web::delete().to(ussd::cancel)),
+    )
     .service(resource("/retention/set/{instance}").route(web::post().to(instance::retention_set)))
     .service(resource("/retention/find/{instance}").route(web::get().to(instance::retention_find)))
     .default_service(web::to(not_found));

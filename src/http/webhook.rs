@@ -1,5 +1,6 @@
 //! `webhook/set` and `webhook/find` (Evolution-style): one webhook per
-//! instance; see `service::webhooks`.
+//! instance; see `service::webhooks`. A signing secret can be set but is
+//! never shown back: `webhook/find` says whether one is set.
 
 use actix_web::{http::StatusCode, web, HttpResponse};
 use serde::{Deserialize, Serialize};
@@ -10,7 +11,7 @@ use super::{answer, body::Json, error::ApiError, AppState, Caller};
 use crate::{
     domain::{InstanceName, TopicSet},
     event::format_timestamp,
-    service::{SetWebhook, WebhookView},
+    service::{SecretChange, SetWebhook, WebhookView},
 };
 
 /// Accepts Evolution's `{"webhook": {...}}` wrapper or the bare object.
@@ -28,7 +29,8 @@ impl utoipa::PartialSchema for SetBody {
             "WebhookFields",
             json!({"webhook": {"enabled": true, "url": "https://example.com/hooks/sms",
                 "headers": {"Authorization": "Bearer receiver-secret"},
-                "events": ["MESSAGES_UPSERT", "MESSAGES_UPDATE"]}}),
+                "events": ["MESSAGES_UPSERT", "MESSAGES_UPDATE"],
+                "secret": "a-long-random-signing-secret"}}),
         )
     }
 }
@@ -49,6 +51,12 @@ pub struct WebhookFields {
     /// Event names; absent or empty means every event.
     #[serde(default)]
     events: Vec<String>,
+    /// Signs every delivery (16 to 256 characters): see "Signed webhooks"
+    /// in the README. Absent keeps the secret set before; `null` removes it.
+    /// Never shown back.
+    #[serde(default, deserialize_with = "super::body::present")]
+    #[schema(value_type = Option<String>, min_length = 16, max_length = 256)]
+    secret: Option<Option<String>>,
 }
 
 /// How deliveries are going.
@@ -63,6 +71,9 @@ pub struct DeliveryStatus {
     last_error: Option<String>,
     last_success_at: Option<String>,
     next_retry_at: Option<String>,
+    /// Why deliveries stopped for good (the receiver answered 410 Gone);
+    /// null while they go on. Setting the webhook again resumes them.
+    stopped: Option<String>,
 }
 
 impl From<crate::webhook::Status> for DeliveryStatus {
@@ -75,6 +86,7 @@ impl From<crate::webhook::Status> for DeliveryStatus {
             last_error: status.last_error,
             last_success_at: status.last_success_at,
             next_retry_at: status.next_retry_at,
+            stopped: status.stopped,
         }
     }
 }
@@ -91,6 +103,8 @@ pub struct WebhookState {
     /// Header names (values may hold the receiver's secrets).
     headers: Vec<String>,
     instance_name: String,
+    /// Whether deliveries are signed (the secret itself is never shown).
+    secret_set: bool,
     /// Null until its worker has started.
     status: Option<DeliveryStatus>,
     url: String,
@@ -104,9 +118,10 @@ pub struct WebhookAnswer {
 
 const WEBHOOK_EXAMPLE: &str = r#"{"webhook": {"createdAt": "2026-11-30T02:08:39.561564Z",
     "enabled": true, "events": ["incoming", "delivery"], "headers": ["Authorization"],
-    "instanceName": "alpha", "status": {"consecutiveFailures": 0, "cursor": 42, "delivered": 40,
+    "instanceName": "alpha", "secretSet": true,
+    "status": {"consecutiveFailures": 0, "cursor": 42, "delivered": 40,
     "lastAttemptAt": "2026-11-30T02:09:00.000000Z", "lastError": null,
-    "lastSuccessAt": "2026-11-30T02:09:00.000000Z", "nextRetryAt": null},
+    "lastSuccessAt": "2026-11-30T02:09:00.000000Z", "nextRetryAt": null, "stopped": null},
     "url": "https://example.com/hooks/sms"}}"#;
 
 fn yes() -> bool {
@@ -141,6 +156,11 @@ pub async fn set(
                 url: fields.url,
                 headers: fields.headers.into_iter().collect(),
                 events: fields.events,
+                secret: match fields.secret {
+                    None => SecretChange::Keep,
+                    Some(None) => SecretChange::Remove,
+                    Some(Some(secret)) => SecretChange::Set(secret),
+                },
             },
         )
         .await?;
@@ -181,6 +201,7 @@ fn find_body(name: &InstanceName, view: WebhookView) -> Result<HttpResponse, Api
                 events: events.into_iter().map(str::to_owned).collect(),
                 headers,
                 instance_name: name.to_string(),
+                secret_set: row.secret.is_some(),
                 status: status.map(DeliveryStatus::from),
                 url: row.url,
             },

@@ -26,7 +26,7 @@ use crate::{
     config::ModemSettings,
     domain::{
         key::{parse_digest, KeyDigest},
-        DriverConfig, InstanceName, InstanceRef, Retention,
+        DriverConfig, InstanceName, InstanceRef, InstanceSettings, Retention,
     },
     event::{data::ConnectionState, format_timestamp},
     hub::Hub,
@@ -315,6 +315,22 @@ impl Registry {
         if let Some(Slot::Ready { row, .. }) = instances.get_mut(name) {
             change(row);
             self.hub.set_websocket(name, row.websocket);
+        }
+    }
+
+    /// The instance's settings (`settings/find`).
+    pub fn settings(&self, name: &InstanceName) -> Result<InstanceSettings, RegistryError> {
+        match self.instances.lock().get(name) {
+            Some(Slot::Ready { row, .. }) => Ok(row.settings.clone()),
+            _ => Err(RegistryError::NotFound(name.clone())),
+        }
+    }
+
+    /// Applies committed settings to the instance and its running driver.
+    pub fn set_settings(&self, name: &InstanceName, settings: InstanceSettings) {
+        if let Some(Slot::Ready { row, supervisor }) = self.instances.lock().get_mut(name) {
+            supervisor.set_settings(settings.clone());
+            row.settings = settings;
         }
     }
 

@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     config::ModemSettings,
     domain::DriverConfig,
-    domain::InstanceName,
+    domain::{InstanceName, InstanceSettings},
     event::data::ConnectionState,
     modem::{self, ActorContext, Command, DriverError},
     store::{EventLog, InstanceRow},
@@ -50,6 +50,8 @@ pub struct Supervisor {
     commands: Arc<parking_lot::Mutex<Option<mpsc::Sender<Command>>>>,
     /// What the modem said its own number is (`AT+CNUM`), if it did.
     number: Arc<parking_lot::Mutex<Option<String>>>,
+    /// The instance's settings, which a running driver follows.
+    settings: Arc<watch::Sender<InstanceSettings>>,
 }
 
 /// The supervisor has stopped (the instance is being deleted or the server
@@ -75,6 +77,7 @@ impl Supervisor {
         let outbox_ready = Arc::new(Notify::new());
         let commands = Arc::new(parking_lot::Mutex::new(None));
         let number = Arc::new(parking_lot::Mutex::new(None));
+        let instance_settings = Arc::new(watch::Sender::new(row.settings.clone()));
         let task = Task {
             name,
             driver,
@@ -87,6 +90,7 @@ impl Supervisor {
             outbox_ready: outbox_ready.clone(),
             commands: commands.clone(),
             number: number.clone(),
+            instance_settings: instance_settings.clone(),
             running: None,
             retry_at: None,
             backoff: Duration::ZERO,
@@ -98,7 +102,13 @@ impl Supervisor {
             outbox_ready,
             commands,
             number,
+            settings: instance_settings,
         }
+    }
+
+    /// Hands changed settings to the driver (now, and each time it starts).
+    pub fn set_settings(&self, settings: InstanceSettings) {
+        self.settings.send_replace(settings);
     }
 
     /// The number the modem reported for itself, if any.
@@ -182,6 +192,7 @@ struct Task {
     outbox_ready: Arc<Notify>,
     commands: Arc<parking_lot::Mutex<Option<mpsc::Sender<Command>>>>,
     number: Arc<parking_lot::Mutex<Option<String>>>,
+    instance_settings: Arc<watch::Sender<InstanceSettings>>,
     running: Option<Running>,
     /// When to start the driver again after a failure.
     retry_at: Option<Instant>,
@@ -259,7 +270,8 @@ impl Task {
             self.state.clone(),
         )
         .with_number_slot(self.number.clone())
-        .with_spool(self.spool.clone());
+        .with_spool(self.spool.clone())
+        .with_settings(self.instance_settings.subscribe());
         // Its own task, so a panic in a driver is caught here as a JoinError
         // instead of taking the supervisor down.
         let task = tokio::spawn(modem::run(self.driver.clone(), ctx));

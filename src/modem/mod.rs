@@ -20,6 +20,7 @@ pub mod gsm;
 pub mod pdu;
 pub mod serial;
 pub mod tcp;
+pub mod ussd;
 pub mod virtual_modem;
 
 use std::sync::Arc;
@@ -28,9 +29,12 @@ use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    domain::{DriverConfig, InstanceName, PhoneNumber},
-    event::data::{ConnectionData, ConnectionInfo, ConnectionState, Payload},
-    store::{EventLog, Job, StoreError},
+    domain::{DriverConfig, InstanceName, InstanceSettings, PhoneNumber},
+    event::data::{
+        ConnectionData, ConnectionInfo, ConnectionState, DeliveryData, DeliveryStatus, Direction,
+        MessageData, Payload,
+    },
+    store::{Change, EventLog, Job, OutboxRow, StoreError},
 };
 
 /// Commands the API sends to a running driver.
@@ -41,6 +45,13 @@ pub enum Command {
     RejectCall {
         call_id: Option<String>,
         reply: Option<oneshot::Sender<Result<String, String>>>,
+    },
+    /// A USSD request; the driver answers on `reply` once the network did
+    /// (and its `ussd` event is committed), or after `timeout`.
+    Ussd {
+        request: ussd::UssdRequest,
+        timeout: std::time::Duration,
+        reply: ussd::UssdReply,
     },
 }
 
@@ -69,7 +80,20 @@ pub struct ActorContext {
     /// Where direct PDUs wait for their commit (see `gsm::spool`); `None`
     /// keeps them in memory.
     spool: Option<std::path::PathBuf>,
+    /// The instance's settings as they are now (`settings/set` changes them
+    /// while the driver runs).
+    settings: watch::Receiver<InstanceSettings>,
+    /// When each caller was last sent the `msgCall` text (see
+    /// [`ActorContext::call_reply`]).
+    call_replies: parking_lot::Mutex<std::collections::HashMap<String, tokio::time::Instant>>,
 }
+
+/// A caller gets the `msgCall` text at most once in this long: whoever
+/// calls again and again cannot make the instance send a text each time.
+pub const MSG_CALL_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
+/// Callers remembered for [`MSG_CALL_EVERY`], at most; past it the
+/// longest-ago are forgotten.
+const MSG_CALL_REMEMBERED: usize = 1024;
 
 impl ActorContext {
     pub fn new(
@@ -89,7 +113,83 @@ impl ActorContext {
             state,
             reported_number: Arc::default(),
             spool: None,
+            settings: watch::channel(InstanceSettings::default()).1,
+            call_replies: parking_lot::Mutex::default(),
         }
+    }
+
+    /// Lets the driver follow the instance's settings.
+    pub fn with_settings(mut self, settings: watch::Receiver<InstanceSettings>) -> Self {
+        self.settings = settings;
+        self
+    }
+
+    /// The instance's settings now.
+    pub fn settings(&self) -> InstanceSettings {
+        self.settings.borrow().clone()
+    }
+
+    /// The `msgCall` text to a caller whose call was just rejected, as the
+    /// job that queues it (an outbox row and its `message` and `delivery:
+    /// queued` events, like `sendText`'s): the driver commits it together
+    /// with the `reject` event. `None` when the instance sends none, the
+    /// caller's number is not one it can send to (withheld, say), or the
+    /// caller got it less than [`MSG_CALL_EVERY`] ago.
+    pub fn call_reply(&self, own_number: &str, caller: Option<&str>) -> Option<Job> {
+        let settings = self.settings();
+        let text = settings.call_reply()?;
+        let caller = caller?;
+        let to = match PhoneNumber::parse_with(caller, &settings.number_rules()) {
+            Ok(to) => to,
+            Err(err) => {
+                tracing::info!(instance = %self.instance, error = %err, "no msgCall text to this caller");
+                return None;
+            }
+        };
+        if !self.first_reply_in_a_while(to.as_str()) {
+            tracing::info!(instance = %self.instance, "this caller got the msgCall text a short while ago");
+            return None;
+        }
+        let parts = match part_count(&to, text) {
+            Ok(parts) => parts,
+            Err(err) => {
+                tracing::warn!(instance = %self.instance, error = %err, "the msgCall text cannot be sent");
+                return None;
+            }
+        };
+        Some(queued_text(&self.instance, own_number, &to, text, parts))
+    }
+
+    /// Whether `caller` may get the `msgCall` text now; if so, it counts
+    /// as sent.
+    fn first_reply_in_a_while(&self, caller: &str) -> bool {
+        let now = tokio::time::Instant::now();
+        let mut replies = self.call_replies.lock();
+        if replies
+            .get(caller)
+            .is_some_and(|at| now.duration_since(*at) < MSG_CALL_EVERY)
+        {
+            return false;
+        }
+        if replies.len() >= MSG_CALL_REMEMBERED {
+            replies.retain(|_, at| now.duration_since(*at) < MSG_CALL_EVERY);
+            if replies.len() >= MSG_CALL_REMEMBERED {
+                let oldest = replies
+                    .iter()
+                    .min_by_key(|(_, at)| **at)
+                    .map(|(k, _)| k.clone());
+                if let Some(oldest) = oldest {
+                    replies.remove(&oldest);
+                }
+            }
+        }
+        replies.insert(caller.to_owned(), now);
+        true
+    }
+
+    /// Wakes this driver's own outbox reading (after it queued a text).
+    pub fn wake_outbox(&self) {
+        self.outbox_ready.notify_one();
     }
 
     /// Gives the driver a file to keep direct PDUs in until they commit.
@@ -181,6 +281,53 @@ pub fn part_count(to: &PhoneNumber, text: &str) -> Result<u32, String> {
     pdu::encode_submit(to.as_str(), text, &options)
         .map(|parts| parts.len() as u32)
         .map_err(|e| e.to_string())
+}
+
+/// The job that queues one text: its outbox row, its outgoing `message`
+/// event and its `delivery: queued` event, committed together.
+fn queued_text(
+    instance: &InstanceName,
+    from: &str,
+    to: &PhoneNumber,
+    text: &str,
+    parts: u32,
+) -> Job {
+    let now = chrono::Utc::now();
+    let id = uuid::Uuid::now_v7().to_string();
+    Job {
+        events: vec![
+            MessageData {
+                id: id.clone(),
+                direction: Direction::Outgoing,
+                from: from.to_owned(),
+                to: to.to_string(),
+                kind: "text".into(),
+                content: text.to_owned(),
+                timestamp: now.timestamp(),
+                parts,
+            }
+            .into_event(instance),
+            DeliveryData {
+                id: id.clone(),
+                status: DeliveryStatus::Queued,
+                to: to.to_string(),
+                timestamp: now.timestamp(),
+                error: None,
+                parts_done: None,
+                parts: None,
+            }
+            .into_event(instance),
+        ],
+        changes: vec![Change::EnqueueMessage(OutboxRow {
+            id,
+            instance: instance.clone(),
+            recipient: to.to_string(),
+            body: text.to_owned(),
+            status: DeliveryStatus::Queued,
+            error: None,
+            created_at: now,
+        })],
+    }
 }
 
 /// Runs the configured driver until it is stopped (`Ok`) or fails (`Err`).

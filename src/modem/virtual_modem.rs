@@ -93,6 +93,7 @@ pub async fn run(config: SimulatorConfig, mut ctx: ActorContext) -> Result<(), D
         order: 0,
     };
     let mut traffic = (config.rate > 0.0).then(|| Traffic::new(&config, &ctx.instance, &number));
+    let mut ussd = super::ussd::VirtualSession::default();
     let mut pending_commits: VecDeque<oneshot::Receiver<Result<Vec<Committed>, StoreError>>> =
         VecDeque::new();
     let mut tick = tokio::time::interval(TICK);
@@ -120,6 +121,9 @@ pub async fn run(config: SimulatorConfig, mut ctx: ActorContext) -> Result<(), D
                         let _ = reply.send(Err("no call is ringing".into()));
                     }
                 }
+                Some(super::Command::Ussd { request, reply, .. }) => {
+                    ussd.answer(&ctx, request, reply).await;
+                }
                 None => return Ok(()),
             },
             _ = ctx.outbox_ready.notified() => network.take_outbox(&ctx).await?,
@@ -136,12 +140,17 @@ pub async fn run(config: SimulatorConfig, mut ctx: ActorContext) -> Result<(), D
                 if let Some(traffic) = traffic.as_mut() {
                     let events = traffic.generate(elapsed, &ctx.instance);
                     if !events.is_empty() {
+                        let (events, changes) = reject_calls(&ctx, &number, events);
+                        let replies = !changes.is_empty();
                         while pending_commits.len() >= IN_FLIGHT {
                             if let Some(oldest) = pending_commits.pop_front() {
                                 committed(oldest.await)?;
                             }
                         }
-                        pending_commits.push_back(ctx.log.submit(Job { events, changes: Vec::new() }).await?);
+                        pending_commits.push_back(ctx.log.submit(Job { events, changes }).await?);
+                        if replies {
+                            ctx.wake_outbox();
+                        }
                     }
                 }
                 // Surface a failed commit promptly, without waiting on the rest.
@@ -158,6 +167,43 @@ pub async fn run(config: SimulatorConfig, mut ctx: ActorContext) -> Result<(), D
             }
         }
     }
+}
+
+/// With `rejectCall` set, each call the random traffic offers is rejected
+/// right after its offer, and the caller gets the `msgCall` text (queued in
+/// the same commit).
+fn reject_calls(
+    ctx: &ActorContext,
+    number: &str,
+    events: Vec<NewEvent>,
+) -> (Vec<NewEvent>, Vec<Change>) {
+    if !ctx.settings().reject_call {
+        return (events, Vec::new());
+    }
+    let mut out = Vec::with_capacity(events.len());
+    let mut changes = Vec::new();
+    for event in events {
+        let offer = (event.topic == crate::event::Topic::Call)
+            .then(|| serde_json::from_str::<CallData>(event.data.get()).ok())
+            .flatten()
+            .filter(|call| call.status == CallStatus::Offer);
+        out.push(event);
+        if let Some(call) = offer {
+            let reply = ctx.call_reply(number, Some(&call.from));
+            out.push(
+                CallData {
+                    status: CallStatus::Reject,
+                    ..call
+                }
+                .into_event(&ctx.instance),
+            );
+            if let Some(reply) = reply {
+                out.extend(reply.events);
+                changes.extend(reply.changes);
+            }
+        }
+    }
+    (out, changes)
 }
 
 fn committed(

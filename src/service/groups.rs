@@ -10,7 +10,7 @@ use chrono::Utc;
 
 use super::{refuse_nul, Service, ServiceError};
 use crate::{
-    domain::{InstanceName, PhoneNumber},
+    domain::{InstanceName, NumberRules, PhoneNumber},
     event::data::{GroupAction, GroupData, GroupMetadata, Payload},
     store::{Change, GroupRow, Job},
 };
@@ -24,8 +24,8 @@ const MAX_MEMBERS: usize = 1000;
 /// A group as stored.
 pub type GroupView = GroupRow;
 
-/// Parses, sorts and dedups member numbers.
-fn parse_members(raw: &[String]) -> Result<Vec<String>, ServiceError> {
+/// Parses (by the instance's number rules), sorts and dedups member numbers.
+fn parse_members(raw: &[String], rules: &NumberRules) -> Result<Vec<String>, ServiceError> {
     if raw.len() > MAX_MEMBERS {
         return Err(ServiceError::Invalid(format!(
             "a group has at most {MAX_MEMBERS} participants"
@@ -33,9 +33,8 @@ fn parse_members(raw: &[String]) -> Result<Vec<String>, ServiceError> {
     }
     let mut members = raw
         .iter()
-        .map(|n| PhoneNumber::parse(n).map(|n| n.to_string()))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(ServiceError::Invalid)?;
+        .map(|n| PhoneNumber::parse_with(n, rules).map(|n| n.to_string()))
+        .collect::<Result<Vec<_>, _>>()?;
     members.sort();
     members.dedup();
     Ok(members)
@@ -62,7 +61,7 @@ impl Service {
             ));
         }
         refuse_nul("subject", subject)?;
-        let members = parse_members(participants)?;
+        let members = parse_members(participants, &self.number_rules(name)?)?;
         let limits = &self.settings.limits;
         if members.len() > limits.max_group_members {
             return Err(too_many_members(limits.max_group_members, 0, members.len()));
@@ -113,7 +112,7 @@ impl Service {
         action: &str,
         participants: &[String],
     ) -> Result<GroupView, ServiceError> {
-        let members = parse_members(participants)?;
+        let members = parse_members(participants, &self.number_rules(name)?)?;
         if members.is_empty() {
             return Err(ServiceError::Invalid(
                 "'participants' must not be empty".into(),

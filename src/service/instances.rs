@@ -81,6 +81,7 @@ impl Service {
             websocket: WebsocketSettings::default(),
             retention,
             created_at: Utc::now(),
+            settings: crate::domain::InstanceSettings::default(),
         };
         let view = InstanceView::of(&row, ConnectionState::Connecting);
         let event = InstanceData {

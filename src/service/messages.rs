@@ -9,7 +9,7 @@ use chrono::Utc;
 
 use super::{refuse_nul, Service, ServiceError, GROUP_SUFFIX};
 use crate::{
-    domain::{InstanceName, PhoneNumber},
+    domain::{InstanceName, NumberRules, PhoneNumber},
     event::data::{DeliveryData, DeliveryStatus, Direction, MessageData, Payload},
     modem,
     store::{Change, Job, OutboxRow},
@@ -67,9 +67,7 @@ impl Service {
                 }
                 group.participants
             }
-            None => vec![PhoneNumber::parse(&number)
-                .map_err(ServiceError::Invalid)?
-                .to_string()],
+            None => vec![PhoneNumber::parse_with(&number, &self.number_rules(name)?)?.to_string()],
         };
 
         // One message (an outbox row and two events) per recipient: a send
@@ -88,9 +86,11 @@ impl Service {
         let first = recipients
             .first()
             .ok_or_else(|| ServiceError::Invalid("no recipient".into()))?;
-        let parts = PhoneNumber::parse(first)
-            .and_then(|number| modem::part_count(&number, &text))
-            .map_err(ServiceError::Invalid)?;
+        let parts = modem::part_count(
+            &PhoneNumber::parse_with(first, &NumberRules::STORED)?,
+            &text,
+        )
+        .map_err(ServiceError::Invalid)?;
         let mut job = Job::default();
         let mut messages = Vec::with_capacity(recipients.len());
         for recipient in recipients {

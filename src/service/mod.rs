@@ -12,6 +12,8 @@ mod events;
 mod groups;
 mod instances;
 mod messages;
+mod settings;
+mod ussd;
 mod webhooks;
 
 use std::{collections::HashMap, sync::Arc};
@@ -20,11 +22,13 @@ pub use events::{EventPage, ReadRequest};
 pub use groups::{GroupView, GROUP_SUFFIX};
 pub use instances::{CreateInstance, Presence, RetentionView, PRESENCES};
 pub use messages::{Accepted, SendText};
-pub use webhooks::{SetWebhook, WebhookView};
+pub use settings::SettingsChange;
+pub use ussd::{DEFAULT_USSD_TIMEOUT, USSD_TIMEOUT_MS};
+pub use webhooks::{SecretChange, SetWebhook, WebhookView};
 
 use crate::{
     config::Settings,
-    domain::InstanceName,
+    domain::{InstanceName, NumberRules},
     hub::Hub,
     instance::{registry::RegistryError, Registry},
     store::{EventLog, StoreError},
@@ -45,6 +49,9 @@ pub enum ServiceError {
     /// A cursor points below what retention deleted.
     #[error("{0}")]
     CursorExpired(String),
+    /// The modem or the network did not answer in time.
+    #[error("{0}")]
+    Timeout(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -55,6 +62,12 @@ impl From<RegistryError> for ServiceError {
             RegistryError::NotFound(name) => ServiceError::not_found(&name),
             RegistryError::Conflict(message) => ServiceError::Conflict(message),
         }
+    }
+}
+
+impl From<crate::domain::InvalidNumber> for ServiceError {
+    fn from(err: crate::domain::InvalidNumber) -> Self {
+        ServiceError::Invalid(err.to_string())
     }
 }
 
@@ -87,6 +100,8 @@ pub struct Service {
     /// One lock per instance for changes to its groups, so their limits
     /// hold under concurrent requests (see `groups`).
     group_locks: parking_lot::Mutex<HashMap<InstanceName, Arc<tokio::sync::Mutex<()>>>>,
+    /// Serializes settings changes (read, change, commit), see `settings`.
+    settings_lock: tokio::sync::Mutex<()>,
 }
 
 impl Service {
@@ -104,6 +119,7 @@ impl Service {
             webhooks,
             settings,
             group_locks: parking_lot::Mutex::new(HashMap::new()),
+            settings_lock: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -128,6 +144,11 @@ impl Service {
         self.registry
             .own_number(name)
             .ok_or_else(|| ServiceError::not_found(name))
+    }
+
+    /// How the instance reads the numbers it is given (its settings).
+    fn number_rules(&self, name: &InstanceName) -> Result<NumberRules, ServiceError> {
+        Ok(self.registry.settings(name)?.number_rules())
     }
 
     /// Fails unless the instance exists.

@@ -1,9 +1,11 @@
-//! Webhook settings: one webhook per instance, its URL, headers and events.
-//! The setting commits first; the delivery worker is (re)started after.
+//! Webhook settings: one webhook per instance, its URL, headers, events and
+//! signing secret. The setting commits first; the delivery worker is
+//! (re)started after. Setting a webhook again also resumes one whose
+//! deliveries stopped for good (its receiver said 410 Gone).
 
 use super::{Service, ServiceError};
 use crate::{
-    domain::{truncate, InstanceName, TopicSet},
+    domain::{truncate, InstanceName, TopicSet, WebhookSecret},
     store::{Change, Job, WebhookRow},
     webhook::Status,
 };
@@ -14,6 +16,18 @@ pub struct SetWebhook {
     pub url: String,
     pub headers: Vec<(String, String)>,
     pub events: Vec<String>,
+    pub secret: SecretChange,
+}
+
+/// What `webhook/set` does with the signing secret. It is never shown
+/// back, so a client changing other fields must be able to leave it be.
+pub enum SecretChange {
+    /// Keep the one set (absent from the request).
+    Keep,
+    /// Stop signing (`"secret": null`).
+    Remove,
+    /// Sign with this one.
+    Set(String),
 }
 
 /// A webhook with its delivery status.
@@ -55,6 +69,13 @@ impl Service {
         let events = TopicSet::parse_list(request.events.iter().map(String::as_str))
             .map_err(|e| ServiceError::Invalid(e.to_string()))?;
         let existing = self.webhooks.cursor(name);
+        let secret = match request.secret {
+            SecretChange::Keep => self.webhooks.config(name).and_then(|c| c.secret),
+            SecretChange::Remove => None,
+            SecretChange::Set(raw) => {
+                Some(WebhookSecret::parse(&raw).map_err(ServiceError::Invalid)?)
+            }
+        };
         let row = WebhookRow {
             instance: name.clone(),
             url: url.to_string(),
@@ -65,6 +86,8 @@ impl Service {
             // on where it was.
             cursor: existing.unwrap_or_else(|| self.hub.last_published()),
             created_at: chrono::Utc::now(),
+            secret,
+            stopped: None,
         };
         self.log
             .append(Job {

@@ -4,7 +4,7 @@
 
 use super::{
     db::{Dialect, Stmt, Tx},
-    rows::{driver_json, headers_json, opt_i64, to_micros, topic_mask},
+    rows::{driver_json, headers_json, opt_i64, settings_json, to_micros, topic_mask},
     Change, StoreError, INBOX_SEEN_RETENTION,
 };
 use crate::domain::InstanceName;
@@ -232,15 +232,27 @@ pub(super) async fn apply_changes(tx: &mut Tx<'_>, changes: &[Change]) -> Result
                     .await?;
                 not_found(updated, || format!("instance '{name}' not found"))?;
             }
+            Change::SetInstanceSettings { name, settings } => {
+                let updated = tx
+                    .execute(
+                        Stmt::new("UPDATE instances SET settings = $2 WHERE name = $1")
+                            .bind(name.as_str())
+                            .bind(settings_json(settings)),
+                    )
+                    .await?;
+                not_found(updated, || format!("instance '{name}' not found"))?;
+            }
             Change::SetWebhook { webhook } => {
                 tx.execute(
                     Stmt::new(
                         "INSERT INTO webhooks \
-                         (instance, url, headers, events, enabled, cursor, created_us) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                         (instance, url, headers, events, enabled, cursor, created_us, secret, \
+                          stopped) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
                          ON CONFLICT (instance) DO UPDATE SET url = excluded.url, \
                          headers = excluded.headers, events = excluded.events, \
-                         enabled = excluded.enabled",
+                         enabled = excluded.enabled, secret = excluded.secret, \
+                         stopped = excluded.stopped",
                     )
                     .bind(webhook.instance.as_str())
                     .bind(&webhook.url)
@@ -248,7 +260,9 @@ pub(super) async fn apply_changes(tx: &mut Tx<'_>, changes: &[Change]) -> Result
                     .bind(topic_mask(webhook.events))
                     .bind(webhook.enabled)
                     .bind(webhook.cursor)
-                    .bind(to_micros(webhook.created_at)),
+                    .bind(to_micros(webhook.created_at))
+                    .bind(webhook.secret.as_ref().map(|s| s.expose()))
+                    .bind(&webhook.stopped),
                 )
                 .await?;
             }

@@ -98,6 +98,12 @@ impl<'a> From<&'a Option<String>> for Arg<'a> {
     }
 }
 
+impl<'a> From<Option<&'a str>> for Arg<'a> {
+    fn from(v: Option<&'a str>) -> Self {
+        Arg::OptText(v)
+    }
+}
+
 impl<'a> From<Vec<&'a str>> for Arg<'a> {
     fn from(v: Vec<&'a str>) -> Self {
         Arg::List(List::Text(v))

@@ -160,7 +160,7 @@ impl Store {
 
     pub async fn load_instances(&self) -> Result<Vec<InstanceRow>, StoreError> {
         let sql = "SELECT name, id, driver, key_hash, enabled, ws_enabled, ws_events, created_us, \
-                          retention_age_secs, retention_events \
+                          retention_age_secs, retention_events, settings \
                    FROM instances ORDER BY created_us, name";
         self.read(Stmt::new(sql), instance_from_row).await
     }
@@ -307,8 +307,8 @@ impl Store {
     }
 
     pub async fn webhooks(&self) -> Result<Vec<WebhookRow>, StoreError> {
-        let sql =
-            "SELECT instance, url, headers, events, enabled, cursor, created_us FROM webhooks";
+        let sql = "SELECT instance, url, headers, events, enabled, cursor, created_us, secret, \
+                   stopped FROM webhooks";
         self.read(Stmt::new(sql), webhook_from_row).await
     }
 
@@ -325,6 +325,23 @@ impl Store {
         );
         self.pool
             .execute(Stmt::new(sql).bind(instance.as_str()).bind(cursor))
+            .await?;
+        Ok(())
+    }
+
+    /// Records that a webhook's deliveries stopped for good, and why (see
+    /// `webhook`); like the cursor, kept outside the log writer.
+    pub async fn set_webhook_stopped(
+        &self,
+        instance: &InstanceName,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        self.pool
+            .execute(
+                Stmt::new("UPDATE webhooks SET stopped = $2 WHERE instance = $1")
+                    .bind(instance.as_str())
+                    .bind(reason),
+            )
             .await?;
         Ok(())
     }

@@ -8,7 +8,9 @@ use uuid::Uuid;
 
 use super::StoreError;
 use crate::{
-    domain::{DriverConfig, InstanceName, Retention, WebsocketSettings},
+    domain::{
+        DriverConfig, InstanceName, InstanceSettings, Retention, WebhookSecret, WebsocketSettings,
+    },
     event::{data::DeliveryStatus, Event, NewEvent, TopicSet},
 };
 
@@ -38,6 +40,11 @@ pub enum Change {
     SetRetention {
         name: InstanceName,
         retention: Retention,
+    },
+    /// Replaces an instance's settings (`settings/set`).
+    SetInstanceSettings {
+        name: InstanceName,
+        settings: InstanceSettings,
     },
     /// Creates or replaces an instance's webhook; a new one starts at
     /// `start_cursor`, a replaced one keeps its cursor.
@@ -130,6 +137,11 @@ pub struct WebhookRow {
     /// The last event id delivered (or filtered out).
     pub cursor: i64,
     pub created_at: DateTime<Utc>,
+    /// Signs every delivery; `None`: deliveries are not signed.
+    pub secret: Option<WebhookSecret>,
+    /// Why deliveries stopped for good (the receiver said 410 Gone);
+    /// setting the webhook again clears it.
+    pub stopped: Option<String>,
 }
 
 /// An instance as stored.
@@ -144,6 +156,8 @@ pub struct InstanceRow {
     pub websocket: WebsocketSettings,
     pub retention: Retention,
     pub created_at: DateTime<Utc>,
+    /// What the instance does on its own (`settings/set`).
+    pub settings: InstanceSettings,
 }
 
 /// An outgoing message in the outbox.

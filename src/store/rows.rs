@@ -12,7 +12,9 @@ use uuid::Uuid;
 
 use super::{GroupRow, InboundPartRow, InstanceRow, OutboxRow, PartRow, StoreError, WebhookRow};
 use crate::{
-    domain::{DriverConfig, InstanceName, Retention, WebsocketSettings},
+    domain::{
+        DriverConfig, InstanceName, InstanceSettings, Retention, WebhookSecret, WebsocketSettings,
+    },
     event::{data::DeliveryStatus, Event, Topic, TopicSet},
 };
 
@@ -42,6 +44,12 @@ pub(super) fn headers_json(headers: &[(String, String)]) -> String {
     // unwrap: a map of strings always serializes.
     #[allow(clippy::unwrap_used)]
     serde_json::to_string(&map).unwrap()
+}
+
+pub(super) fn settings_json(settings: &InstanceSettings) -> String {
+    // unwrap: settings are plain strings, booleans and a region code.
+    #[allow(clippy::unwrap_used)]
+    serde_json::to_string(settings).unwrap()
 }
 
 pub(super) fn driver_json(driver: &DriverConfig) -> String {
@@ -82,7 +90,7 @@ pub(super) fn event_from_row(
 }
 
 /// An `instances` row: `name, id, driver, key_hash, enabled, ws_enabled,
-/// ws_events, created_us, retention_age_secs, retention_events`.
+/// ws_events, created_us, retention_age_secs, retention_events, settings`.
 pub(super) type InstanceTuple = (
     String,
     String,
@@ -94,10 +102,11 @@ pub(super) type InstanceTuple = (
     i64,
     Option<i64>,
     Option<i64>,
+    Option<String>,
 );
 
 pub(super) fn instance_from_row(
-    (raw, id, driver, key_hash, enabled, ws_enabled, ws_events, created_us, age, events): InstanceTuple,
+    (raw, id, driver, key_hash, enabled, ws_enabled, ws_events, created_us, age, events, settings): InstanceTuple,
 ) -> Result<InstanceRow, StoreError> {
     let what = || format!("instance '{raw}' is unreadable");
     Ok(InstanceRow {
@@ -115,15 +124,31 @@ pub(super) fn instance_from_row(
             max_events: events.and_then(|v| u64::try_from(v).ok()),
         },
         created_at: from_micros(created_us),
+        settings: match settings {
+            Some(json) => {
+                serde_json::from_str(&json).map_err(|e| StoreError::corrupt(what(), e))?
+            }
+            None => InstanceSettings::default(),
+        },
     })
 }
 
 /// A `webhooks` row: `instance, url, headers, events, enabled, cursor,
-/// created_us`.
-pub(super) type WebhookTuple = (String, String, String, Option<i64>, bool, i64, i64);
+/// created_us, secret, stopped`.
+pub(super) type WebhookTuple = (
+    String,
+    String,
+    String,
+    Option<i64>,
+    bool,
+    i64,
+    i64,
+    Option<String>,
+    Option<String>,
+);
 
 pub(super) fn webhook_from_row(
-    (instance, url, headers, events, enabled, cursor, created_us): WebhookTuple,
+    (instance, url, headers, events, enabled, cursor, created_us, secret, stopped): WebhookTuple,
 ) -> Result<WebhookRow, StoreError> {
     let what = || format!("the webhook of '{instance}' is unreadable");
     let headers: BTreeMap<String, String> =
@@ -136,6 +161,8 @@ pub(super) fn webhook_from_row(
         enabled,
         cursor,
         created_at: from_micros(created_us),
+        secret: secret.map(WebhookSecret::stored),
+        stopped,
     })
 }
 

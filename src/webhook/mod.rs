@@ -10,11 +10,25 @@
 //! the `X-Switchboard-Id` header). Failures are visible in `webhook/find`
 //! and in `/metrics`.
 //!
+//! With a secret, every request is signed ([`signature`]): a timestamp and
+//! an HMAC-SHA256 of it and the body, so a receiver can tell our requests
+//! from forgeries and replays.
+//!
+//! One answer stops the retries for good: 410 Gone, the receiver's way of
+//! saying the endpoint is gone and will not come back. Deliveries stop,
+//! the reason is kept (in `webhook/find`, in the store so a restart does
+//! not knock again, and in `/metrics`), and setting the webhook again
+//! resumes them from where they stopped. Every other status is retried:
+//! 401, 403 and 404 usually mean a receiver being deployed or a credential
+//! being rotated, which its owner fixes without telling us, and stopping
+//! would hold the ordered stream until someone noticed.
+//!
 //! A webhook never reaches a non-public address unless the operator allowed
 //! its network ([`target`]): every connection's addresses are checked after
 //! DNS resolution, redirects are not followed, and what `lastError` says of
 //! a failure does not tell a closed port from an open one.
 
+pub mod signature;
 pub mod target;
 
 use std::{
@@ -60,6 +74,8 @@ pub struct Status {
     pub last_attempt_at: Option<String>,
     pub last_success_at: Option<String>,
     pub next_retry_at: Option<String>,
+    /// Why deliveries stopped for good; `None` while they go on.
+    pub stopped: Option<String>,
 }
 
 /// Counters for `/metrics`.
@@ -67,6 +83,8 @@ pub struct Status {
 pub struct WebhookStats {
     pub delivered: AtomicU64,
     pub failed_attempts: AtomicU64,
+    /// Webhooks whose deliveries stopped for good (410 Gone).
+    pub stopped: AtomicU64,
 }
 
 struct Worker {
@@ -149,9 +167,19 @@ impl Webhooks {
         }
         let status = Arc::new(Mutex::new(Status {
             cursor: row.cursor,
+            stopped: row.stopped.clone(),
             ..Status::default()
         }));
         let stop = self.shutdown.child_token();
+        if row.stopped.is_some() {
+            // Stopped for good before: it shows as such, and nothing runs
+            // until the webhook is set again.
+            stop.cancel();
+            self.workers
+                .lock()
+                .insert(row.instance.clone(), Worker { stop, status });
+            return;
+        }
         self.workers.lock().insert(
             row.instance.clone(),
             Worker {
@@ -247,6 +275,9 @@ impl Delivery {
                     if !self.deliver(&frame, &stop).await {
                         break;
                     }
+                    if self.status.lock().stopped.is_some() {
+                        break;
+                    }
                 }
                 // A webhook's feed has no revocation: deleting its instance
                 // stops the worker.
@@ -294,13 +325,22 @@ impl Delivery {
                     }
                     Err(err) => {
                         status.consecutive_failures += 1;
-                        status.last_error = Some(err.clone());
+                        status.last_error = Some(err.message().to_owned());
                         status.next_retry_at = Some(format_timestamp(
                             now + chrono::Duration::from_std(backoff).unwrap_or_default(),
                         ));
                     }
                 }
             }
+            let outcome = match outcome {
+                Err(Failure::Gone(reason)) => {
+                    self.stats.failed_attempts.fetch_add(1, Ordering::Relaxed);
+                    self.stop_for_good(frame.id, reason).await;
+                    return true;
+                }
+                Err(Failure::Retry(err)) => Err(err),
+                Ok(()) => Ok(()),
+            };
             match outcome {
                 Ok(()) => {
                     self.stats.delivered.fetch_add(1, Ordering::Relaxed);
@@ -328,13 +368,37 @@ impl Delivery {
         }
     }
 
-    async fn post(&self, frame: &Frame) -> Result<(), String> {
+    /// Stops deliveries for good: the receiver said it is gone.
+    async fn stop_for_good(&mut self, event: i64, reason: String) {
+        let reason = format!(
+            "{reason} for event {event}: deliveries stopped (set the webhook again to resume from \
+             this event)"
+        );
+        tracing::warn!(instance = %self.row.instance, %reason, "webhook stopped for good");
+        self.stats.stopped.fetch_add(1, Ordering::Relaxed);
+        {
+            let mut status = self.status.lock();
+            status.stopped = Some(reason.clone());
+            status.next_retry_at = None;
+        }
+        if let Err(err) = self
+            .store
+            .set_webhook_stopped(&self.row.instance, &reason)
+            .await
+        {
+            // After a restart it is tried once more, and stops again.
+            tracing::warn!(instance = %self.row.instance, error = %err, "could not store that a webhook stopped");
+        }
+    }
+
+    async fn post(&self, frame: &Frame) -> Result<(), Failure> {
         // A URL naming an address is never resolved, so it is checked here
         // (names are checked by the resolver, on every connection).
-        let url = reqwest::Url::parse(&self.row.url).map_err(|_| GENERIC_FAILURE.to_owned())?;
+        let url = reqwest::Url::parse(&self.row.url)
+            .map_err(|_| Failure::Retry(GENERIC_FAILURE.to_owned()))?;
         self.targets
             .check_url(&url)
-            .map_err(|refused| refused.to_string())?;
+            .map_err(|refused| Failure::Retry(refused.to_string()))?;
         let mut request = self
             .client
             .post(&self.row.url)
@@ -345,22 +409,51 @@ impl Delivery {
         for (name, value) in &self.row.headers {
             request = request.header(name, value);
         }
+        let body = frame.json.as_bytes().to_vec();
+        if let Some(secret) = &self.row.secret {
+            // The configured headers cannot replace the signature.
+            let timestamp = chrono::Utc::now().timestamp();
+            request = request
+                .header(signature::TIMESTAMP_HEADER, timestamp.to_string())
+                .header(
+                    signature::SIGNATURE_HEADER,
+                    signature::sign(secret, timestamp, &body),
+                );
+        }
         let response = request
-            .body(frame.json.as_bytes().to_vec())
+            .body(body)
             .send()
             .await
             // The error names the failure, never the URL (it may carry a
             // secret) or the configured headers.
-            .map_err(|err| describe(&err))?;
+            .map_err(|err| Failure::Retry(describe(&err)))?;
         let status = response.status();
         if status.is_success() {
             Ok(())
+        } else if status == reqwest::StatusCode::GONE {
+            Err(Failure::Gone(format!("the receiver answered {status}")))
         } else if status.is_redirection() {
-            Err(format!(
+            Err(Failure::Retry(format!(
                 "the receiver answered {status}; webhooks do not follow redirects, so set the final URL"
-            ))
+            )))
         } else {
-            Err(format!("the receiver answered {status}"))
+            Err(Failure::Retry(format!("the receiver answered {status}")))
+        }
+    }
+}
+
+/// Why a delivery failed, by what happens next.
+enum Failure {
+    /// Tried again after a backoff.
+    Retry(String),
+    /// Never tried again (410 Gone): deliveries stop.
+    Gone(String),
+}
+
+impl Failure {
+    fn message(&self) -> &str {
+        match self {
+            Failure::Retry(message) | Failure::Gone(message) => message,
         }
     }
 }

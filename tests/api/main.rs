@@ -8,9 +8,11 @@ mod proxy;
 mod readme;
 mod resume;
 mod retention;
+mod settings;
 mod streams;
 mod tenancy;
 mod tls;
+mod ussd;
 mod webhooks;
 
 mod auth;

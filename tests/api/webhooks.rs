@@ -449,3 +449,262 @@ async fn last_error_does_not_tell_a_closed_port_from_an_open_one() {
     );
     assert!(errors[0].as_str().is_some_and(|e| !e.is_empty()));
 }
+
+/// The README's verification function (the `python` block that defines
+/// `verify_switchboard`), as a user would paste it.
+fn readme_verifier() -> String {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md");
+    let start = readme
+        .find("```python\nimport hashlib, hmac, time\n\ndef verify_switchboard")
+        .expect("the README's verification snippet")
+        + "```python\n".len();
+    let block = &readme[start..];
+    let end = block.find("\n```").expect("the end of the snippet");
+    // The function only: the README's own examples print.
+    let block = &block[..end];
+    let function_end = block.find("\nheaders = ").unwrap_or(block.len());
+    block[..function_end].to_owned()
+}
+
+/// A webhook receiver in Python that checks every delivery with the
+/// README's function, and also checks that the same request with its body
+/// changed by one byte, or replayed past the tolerance, fails. It answers
+/// 200 when the signature holds and 401 when not, and writes one JSON line
+/// per delivery to `record`.
+struct PythonReceiver {
+    port: u16,
+    record: std::path::PathBuf,
+    child: tokio::process::Child,
+}
+
+impl PythonReceiver {
+    async fn start(dir: &std::path::Path, secret: &str) -> PythonReceiver {
+        let record = dir.join("deliveries.jsonl");
+        let script = format!(
+            r#"{verifier}
+
+import http.server, json, sys
+
+SECRET = {secret:?}
+RECORD = {record:?}
+
+class Hook(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        ok = verify_switchboard(SECRET, self.headers, body)
+        tampered = verify_switchboard(SECRET, self.headers, body[:-1] + b" ")
+        sent = int(self.headers.get("X-Switchboard-Timestamp") or 0)
+        replayed = verify_switchboard(SECRET, self.headers, body, now=sent + 301)
+        with open(RECORD, "a") as record:
+            record.write(json.dumps({{"id": json.loads(body)["id"], "ok": ok,
+                "tampered": tampered, "replayed": replayed,
+                "signature": self.headers.get("X-Switchboard-Signature")}}) + "\n")
+        self.send_response(200 if ok else 401)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+server = http.server.HTTPServer(("127.0.0.1", 0), Hook)
+print(server.server_address[1], flush=True)
+server.serve_forever()
+"#,
+            verifier = readme_verifier(),
+            record = record.display().to_string(),
+        );
+        let mut child = tokio::process::Command::new("python3")
+            .arg("-c")
+            .arg(script)
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start python3 (scripts/test.sh installs it)");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = tokio::io::BufReader::new(stdout);
+        let mut line = String::new();
+        tokio::time::timeout(
+            LONG,
+            tokio::io::AsyncBufReadExt::read_line(&mut lines, &mut line),
+        )
+        .await
+        .expect("the receiver says its port")
+        .expect("read");
+        PythonReceiver {
+            port: line.trim().parse().expect("a port"),
+            record,
+            child,
+        }
+    }
+
+    fn deliveries(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.record)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("a JSON line"))
+            .collect()
+    }
+}
+
+on_both_backends! {
+    async fn a_receiver_verifies_every_signed_delivery_with_the_readme_snippet_and_a_tampered_body_fails(backend: Backend) {
+        let db = TestDb::new(backend).await;
+        let secret = "a-long-random-signing-secret";
+        let mut receiver = PythonReceiver::start(db.dir.path(), secret).await;
+        let app = TestApp::spawn(&db).await;
+        app.create_instance("alpha", quick_simulator()).await;
+        let set = app
+            .admin(Method::POST, "/webhook/set/alpha")
+            .json(&json!({ "webhook": {
+                "url": format!("http://127.0.0.1:{}/hook", receiver.port),
+                "secret": secret,
+            }}))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(set.status(), 200);
+        let found: Value = set.json().await.expect("json");
+        assert_eq!(found["webhook"]["secretSet"], true);
+        // The secret is never shown back, nor in the log of events.
+        assert!(!found.to_string().contains(secret));
+
+        let mut texts = Vec::new();
+        for n in 0..3 {
+            let text = format!("signed {n}");
+            texts.push((app.send_text("alpha", "+15550000001", &text).await, text));
+        }
+        let told: Vec<(&str, &str)> = texts.iter().map(|(id, t)| (id.as_str(), t.as_str())).collect();
+        wait_delivered_and_echoed(&app, &told).await;
+        let start = found["webhook"]["status"]["cursor"].as_i64().expect("cursor");
+        let expected: Vec<i64> = app
+            .read_log("&instance=alpha")
+            .await
+            .iter()
+            .map(|e| e["id"].as_i64().expect("id"))
+            .filter(|id| *id > start)
+            .collect();
+        assert!(expected.len() >= 15, "{expected:?}");
+        let deliveries = wait_for("every event verified at the receiver", LONG, async || {
+            let got = receiver.deliveries();
+            if got.len() >= expected.len() { Ok(got) } else { Err(format!("{got:?}")) }
+        })
+        .await;
+        // Each delivery verified (so none was retried for a 401), once, in
+        // order; the same request with a byte changed, or replayed late, did not.
+        let ids: Vec<i64> = deliveries.iter().map(|d| d["id"].as_i64().expect("id")).collect();
+        assert_eq!(ids, expected);
+        for delivery in &deliveries {
+            assert_eq!(
+                (&delivery["ok"], &delivery["tampered"], &delivery["replayed"]),
+                (&json!(true), &json!(false), &json!(false)),
+                "{delivery}"
+            );
+        }
+        // Another body, another signature.
+        let mut signatures: Vec<&str> = deliveries.iter().filter_map(|d| d["signature"].as_str()).collect();
+        signatures.dedup();
+        assert_eq!(signatures.len(), deliveries.len());
+        assert!(signatures.iter().all(|s| s.starts_with("v1=") && s.len() == 67));
+
+        // Leaving the secret out keeps it; null removes it, and the receiver
+        // then refuses (401) what comes unsigned, so deliveries fail.
+        let kept = app
+            .admin(Method::POST, "/webhook/set/alpha")
+            .json(&json!({ "url": format!("http://127.0.0.1:{}/hook", receiver.port), "events": ["outgoing"] }))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(kept.json::<Value>().await.expect("json")["webhook"]["secretSet"], true);
+        let removed = app
+            .admin(Method::POST, "/webhook/set/alpha")
+            .json(&json!({ "url": format!("http://127.0.0.1:{}/hook", receiver.port), "secret": null }))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(removed.json::<Value>().await.expect("json")["webhook"]["secretSet"], false);
+        app.send_text("alpha", "+15550000001", "unsigned").await;
+        let status = failed_status(&app).await;
+        assert!(status["lastError"].as_str().unwrap_or("").contains("401"), "{status}");
+        assert!(receiver.deliveries().iter().any(|d| d["ok"] == false));
+        app.stop().await;
+        receiver.child.kill().await.expect("stop the receiver");
+    }
+}
+
+/// A receiver that answers every delivery with `status`, counting them.
+async fn answering(status: u16) -> (u16, Arc<Mutex<Vec<i64>>>, actix_web::dev::ServerHandle) {
+    let hits = Arc::new(Mutex::new(Vec::new()));
+    let counted = hits.clone();
+    let server = HttpServer::new(move || {
+        let hits = counted.clone();
+        App::new().default_service(web::to(move |body: web::Bytes| {
+            let hits = hits.clone();
+            async move {
+                let event: Value = serde_json::from_slice(&body).unwrap_or_default();
+                hits.lock().push(event["id"].as_i64().unwrap_or(-1));
+                HttpResponse::build(
+                    actix_web::http::StatusCode::from_u16(status).expect("a status"),
+                )
+                .finish()
+            }
+        }))
+    })
+    .workers(1)
+    .disable_signals()
+    .bind(("127.0.0.1", 0))
+    .expect("bind");
+    let port = server.addrs()[0].port();
+    let server = server.run();
+    let handle = server.handle();
+    tokio::spawn(server);
+    (port, hits, handle)
+}
+
+on_both_backends! {
+    async fn a_receiver_that_answers_410_gone_stops_the_retries_until_the_webhook_is_set_again(backend: Backend) {
+        let db = TestDb::new(backend).await;
+        let (port, hits, gone) = answering(410).await;
+        let app = TestApp::spawn(&db).await;
+        app.create_instance("alpha", quick_simulator()).await;
+        assert_eq!(set_hook(&app, &format!("http://127.0.0.1:{port}/hook")).await.status(), 200);
+        app.send_text("alpha", "+15550000001", "to nobody").await;
+        let status = wait_for("the webhook to stop", LONG, async || {
+            let found: Value = app.get_json("/webhook/find/alpha").await;
+            let status = found["webhook"]["status"].clone();
+            if status["stopped"].is_string() { Ok(status) } else { Err(status) }
+        })
+        .await;
+        let stopped = status["stopped"].as_str().unwrap_or("");
+        assert!(stopped.contains("410 Gone") && stopped.contains("deliveries stopped"), "{status}");
+        assert_eq!(status["nextRetryAt"], Value::Null, "{status}");
+        assert_eq!(metric(&app, "switchboard_webhook_stopped_total").await, 1);
+        let first = hits.lock().clone();
+        assert_eq!(first.len(), 1, "{first:?}");
+
+        // More events, and a restart: nobody knocks again, and find still
+        // says why. (A retry would have come after 0.5 s, 1 s, 2 s...)
+        let later = app.send_text("alpha", "+15550000001", "still nobody").await;
+        wait_delivered_and_echoed(&app, &[(&later, "still nobody")]).await;
+        app.stop().await;
+        let app = TestApp::spawn(&db).await;
+        let found: Value = app.get_json("/webhook/find/alpha").await;
+        assert_eq!(found["webhook"]["status"]["stopped"], status["stopped"], "{found}");
+        let again = app.send_text("alpha", "+15550000001", "after the restart").await;
+        wait_delivered_and_echoed(&app, &[(&again, "after the restart")]).await;
+        assert_eq!(*hits.lock(), first, "no delivery was tried after the 410");
+
+        // Set again, at a receiver that takes them: it resumes from the
+        // event that got the 410, skipping nothing.
+        let receiver = Receiver::start().await;
+        assert_eq!(set_hook(&app, &format!("http://127.0.0.1:{}/hook", receiver.port)).await.status(), 200);
+        wait_for("the stopped event and the rest delivered", LONG, async || {
+            receiver.ids().first() == first.first() && receiver.ids().len() >= 10
+        })
+        .await;
+        let found: Value = app.get_json("/webhook/find/alpha").await;
+        assert_eq!(found["webhook"]["status"]["stopped"], Value::Null, "{found}");
+        app.stop().await;
+        gone.stop(false).await;
+        receiver.handle.stop(false).await;
+    }
+}

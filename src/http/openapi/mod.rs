@@ -69,6 +69,7 @@ pub enum ErrorCode {
     RateLimited,
     ConnectionLimit,
     ServiceUnavailable,
+    GatewayTimeout,
     InternalError,
 }
 
@@ -265,9 +266,10 @@ fn docs_asset(file: &str) -> Result<HttpResponse, ApiError> {
         instance::restart, instance::restart_put, instance::logout, instance::delete,
         instance::set_presence, instance::websocket_set, instance::websocket_find,
         instance::retention_set, instance::retention_find,
-        message::send_text, super::call::reject,
+        message::send_text, super::call::reject, super::ussd::send, super::ussd::cancel,
         group::create, group::update_participant, group::update_participant_put, group::fetch_all,
         webhook::set, webhook::find,
+        super::settings::set, super::settings::find,
         token::mint,
         events::read,
         health::health, health::ready, health::metrics,
@@ -284,7 +286,7 @@ fn docs_asset(file: &str) -> Result<HttpResponse, ApiError> {
     modifiers(&Shared),
     tags(
         (name = "instances", description = "Create, start, stop and configure instances"),
-        (name = "messages", description = "Send texts, hang up calls"),
+        (name = "messages", description = "Send texts, hang up calls, USSD"),
         (name = "groups", description = "Broadcast groups"),
         (name = "webhooks", description = "Delivery of events to a URL"),
         (name = "auth", description = "Scoped tokens for stream clients"),

@@ -46,6 +46,10 @@ const QUIET: Duration = Duration::from_millis(150);
 /// counted in [`urcs_dropped`] and logged.
 const MAX_QUEUED_URCS: usize = 256;
 
+/// The longest USSD text collected over several lines; a network's menu
+/// is at most 182 characters, however the modem prints it.
+const MAX_USSD_TEXT: usize = 4096;
+
 /// URCs dropped by every connection of this process, for `/metrics`.
 static URCS_DROPPED: AtomicU64 = AtomicU64::new(0);
 
@@ -88,6 +92,9 @@ pub struct AtConnection {
     urcs: VecDeque<Urc>,
     /// Set after `+CMT`/`+CDS`: the next line is that URC's PDU.
     two_line: Option<TwoLine>,
+    /// A `+CUSD` whose quoted text spans lines (a menu with line breaks),
+    /// collected until its closing quote.
+    ussd_lines: Option<String>,
     read_buf: Vec<u8>,
     /// URCs this connection dropped because its queue was full.
     dropped: u64,
@@ -106,6 +113,7 @@ impl AtConnection {
             framer: Framer::new(),
             urcs: VecDeque::new(),
             two_line: None,
+            ussd_lines: None,
             read_buf: vec![0; 4096],
             dropped: 0,
         }
@@ -292,6 +300,7 @@ impl AtConnection {
             Frame::Prompt => return Some(Outcome::Prompt),
             Frame::Line(line) => line,
         };
+        let line = self.join_ussd(line)?;
         if let Some(kind) = self.two_line.take() {
             match classify(&line, "") {
                 // The PDU line never came; the header was noise.
@@ -321,6 +330,46 @@ impl AtConnection {
                 }
                 None
             }
+        }
+    }
+
+    /// Joins the lines of a `+CUSD` whose text has line breaks: a line that
+    /// opens its quote without closing it starts one, the line holding the
+    /// closing quote ends it. `None` while lines are being collected.
+    fn join_ussd(&mut self, line: String) -> Option<String> {
+        if let Some(mut joined) = self.ussd_lines.take() {
+            // A final code means the text never closed: what came is kept
+            // as it is, and the final code still ends its command.
+            if matches!(classify(&line, ""), Line::Final(_)) {
+                self.queue_unclosed_ussd(joined);
+                return Some(line);
+            }
+            joined.push('\n');
+            joined.push_str(&line);
+            if line.contains('"') {
+                return Some(joined);
+            }
+            if joined.len() > MAX_USSD_TEXT {
+                self.queue_unclosed_ussd(joined);
+                return None;
+            }
+            self.ussd_lines = Some(joined);
+            return None;
+        }
+        if line.starts_with("+CUSD:") && line.matches('"').count() == 1 {
+            self.ussd_lines = Some(line);
+            return None;
+        }
+        Some(line)
+    }
+
+    /// A multi-line `+CUSD` that never closed its quote: it is queued with
+    /// the quote closed, so the text that came is not lost.
+    fn queue_unclosed_ussd(&mut self, mut joined: String) {
+        tracing::debug!("a USSD text never closed its quote; taking what came");
+        joined.push('"');
+        if let Line::Urc(urc) = classify(&joined, "") {
+            self.queue(urc);
         }
     }
 
@@ -512,6 +561,32 @@ mod tests {
                 index: kept
             })
         );
+    }
+
+    #[tokio::test]
+    async fn a_ussd_menu_whose_text_spans_lines_is_one_urc() {
+        let (mut at, mut modem) = pair();
+        let answer = tokio::spawn(async move {
+            assert_eq!(read_command(&mut modem).await, "AT+CUSD=1,\"*101#\",15");
+            modem
+                .get_mut()
+                .write_all(b"\r\nOK\r\n\r\n+CUSD: 1,\"Menu\r\n1 Balance\r\n\r\n2 Bundles\",15\r\n")
+                .await
+                .expect("write");
+            modem
+        });
+        at.command("AT+CUSD=1,\"*101#\",15", "", T)
+            .await
+            .expect("ok");
+        assert_eq!(
+            at.next_urc().await.expect("urc"),
+            Urc::Ussd {
+                m: 1,
+                text: Some("Menu\n1 Balance\n2 Bundles".into()),
+                dcs: Some(15)
+            }
+        );
+        let _modem = answer.await.expect("modem");
     }
 
     #[tokio::test]

@@ -84,6 +84,39 @@ pub fn message_reference(rest: &str) -> Option<u8> {
     Some((mr % 256) as u8)
 }
 
+/// `+CUSD: <m>[,"<text>"[,<dcs>]]` → `m`, the text as printed and the
+/// DCS. The text runs to the last quote of the line, so quotes and commas
+/// inside it (networks put both in menus) stay part of it.
+pub fn cusd(rest: &str) -> Option<(u8, Option<String>, Option<u8>)> {
+    let rest = rest.trim();
+    let (m, after) = match rest.split_once(',') {
+        Some((m, after)) => (m, Some(after.trim())),
+        None => (rest, None),
+    };
+    let m: u8 = m.trim().parse().ok().filter(|m| *m <= 5)?;
+    let Some(after) = after else {
+        return Some((m, None, None));
+    };
+    let (text, dcs) = match after.strip_prefix('"') {
+        Some(quoted) => {
+            let end = quoted.rfind('"')?;
+            let dcs = quoted[end + 1..].trim().trim_start_matches(',').trim();
+            (Some(quoted[..end].to_owned()), dcs)
+        }
+        // Some modems leave the quotes out.
+        None => match after.rsplit_once(',') {
+            Some((text, dcs)) => (Some(text.trim().to_owned()), dcs.trim()),
+            None => (Some(after.to_owned()), ""),
+        },
+    };
+    let dcs = if dcs.is_empty() {
+        None
+    } else {
+        Some(dcs.parse().ok()?)
+    };
+    Some((m, text, dcs))
+}
+
 /// `+CNUM: [<alpha>],<number>,<type>` → the number.
 pub fn own_number(rest: &str) -> Option<String> {
     fields(rest).into_iter().nth(1).filter(|n| !n.is_empty())
@@ -300,6 +333,26 @@ mod tests {
             fields(" \"a,b\", 3 ,,\"\""),
             ["a,b", "3", "", ""].map(String::from)
         );
+    }
+
+    #[test]
+    fn ussd_answers_are_split_into_status_text_and_scheme() {
+        assert_eq!(
+            cusd("0,\"Balance: 1,50\",15"),
+            Some((0, Some("Balance: 1,50".into()), Some(15)))
+        );
+        assert_eq!(cusd("2"), Some((2, None, None)));
+        assert_eq!(
+            cusd("1,\"Pick one\""),
+            Some((1, Some("Pick one".into()), None))
+        );
+        assert_eq!(
+            cusd("0,Plain,15"),
+            Some((0, Some("Plain".into()), Some(15)))
+        );
+        for junk in ["", "9", "x,\"a\"", "0,\"open", "0,\"a\",dcs"] {
+            assert_eq!(cusd(junk), None, "{junk}");
+        }
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! URCs can arrive at any moment, also between the lines of a response, so
 //! the engine asks this module about every line it reads.
 
-use super::parse::{fields, registration_stat};
+use super::parse::{cusd, fields, registration_stat};
 
 /// How a command ended, when it did not end with `OK`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,6 +73,13 @@ pub enum Urc {
     CallEnded,
     /// `+CREG: <stat>` / `+CEREG: <stat>`: registration changed.
     Registration { network: Network, stat: u8 },
+    /// `+CUSD: <m>[,"<text>"[,<dcs>]]`: the network's USSD answer (or a
+    /// message it sent unasked); `text` is as the modem printed it.
+    Ussd {
+        m: u8,
+        text: Option<String>,
+        dcs: Option<u8>,
+    },
 }
 
 /// The first line of a URC whose second line is a PDU.
@@ -133,6 +140,10 @@ pub fn classify(line: &str, expected: &str) -> Line {
         "+CDS" => Line::UrcHeader(TwoLine::Report),
         "+CLIP" => match fields(rest).into_iter().next() {
             Some(number) => Line::Urc(Urc::Caller { number }),
+            None => Line::Text,
+        },
+        "+CUSD" => match cusd(rest) {
+            Some((m, text, dcs)) => Line::Urc(Urc::Ussd { m, text, dcs }),
             None => Line::Text,
         },
         "+CREG" | "+CEREG" => match registration_stat(rest) {
@@ -228,6 +239,22 @@ mod tests {
             })
         );
         assert_eq!(classify("NO CARRIER", ""), Line::Urc(Urc::CallEnded));
+        assert_eq!(
+            classify("+CUSD: 1,\"Menu: 1, \"Top\" 2\",72", ""),
+            Line::Urc(Urc::Ussd {
+                m: 1,
+                text: Some("Menu: 1, \"Top\" 2".into()),
+                dcs: Some(72)
+            })
+        );
+        assert_eq!(
+            classify("+CUSD: 4", ""),
+            Line::Urc(Urc::Ussd {
+                m: 4,
+                text: None,
+                dcs: None
+            })
+        );
     }
 
     #[test]

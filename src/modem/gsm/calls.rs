@@ -1,6 +1,8 @@
 //! Incoming calls: `RING` and `+CLIP` become an `offer` (with the caller's
 //! number when it comes in time), the end of ringing an `end`, and hanging
-//! up (automatically, or on the API's command) a `reject`.
+//! up (automatically, or on the API's command) a `reject`. A rejected
+//! caller gets the instance's `msgCall` text, queued in the outbox in the
+//! same commit as the `reject` event.
 
 use chrono::Utc;
 use tokio::time::Instant;
@@ -47,7 +49,7 @@ impl Gsm<'_> {
         call.offered = true;
         let (id, from) = (call.id.clone(), call.from.clone());
         self.call_event(&id, from, CallStatus::Offer).await;
-        if self.options.auto_reject_calls {
+        if self.options.auto_reject_calls || self.ctx.settings().reject_call {
             if let Err(err) = self.hang_up().await {
                 tracing::warn!(instance = %self.ctx.instance, error = %err, "could not reject a call");
             }
@@ -70,8 +72,15 @@ impl Gsm<'_> {
         };
         match hung {
             Ok(()) => {
-                self.call_event(&call.id, call.from.clone(), CallStatus::Reject)
+                let reply = self
+                    .ctx
+                    .call_reply(&self.own_number(), call.from.as_deref());
+                let queued = reply.is_some();
+                self.commit_call_event(&call.id, call.from.clone(), CallStatus::Reject, reply)
                     .await;
+                if queued {
+                    self.ctx.wake_outbox();
+                }
                 Ok(call.id)
             }
             Err(err) => {
@@ -82,6 +91,18 @@ impl Gsm<'_> {
     }
 
     pub(super) async fn call_event(&self, id: &str, from: Option<String>, status: CallStatus) {
+        self.commit_call_event(id, from, status, None).await;
+    }
+
+    /// Commits a call event, with the job queueing a text to the caller
+    /// when there is one (the same commit: the reject and its text).
+    async fn commit_call_event(
+        &self,
+        id: &str,
+        from: Option<String>,
+        status: CallStatus,
+        with: Option<Job>,
+    ) {
         let event = CallData {
             id: id.to_owned(),
             from: from.unwrap_or_else(|| "unknown".into()),
@@ -89,14 +110,15 @@ impl Gsm<'_> {
             is_video: false,
             timestamp: Utc::now().timestamp(),
         };
-        if let Err(err) = self
-            .ctx
-            .append(Job {
-                events: vec![event.into_event(&self.ctx.instance)],
-                changes: Vec::new(),
-            })
-            .await
-        {
+        let mut job = Job {
+            events: vec![event.into_event(&self.ctx.instance)],
+            changes: Vec::new(),
+        };
+        if let Some(with) = with {
+            job.events.extend(with.events);
+            job.changes.extend(with.changes);
+        }
+        if let Err(err) = self.ctx.append(job).await {
             tracing::warn!(instance = %self.ctx.instance, error = %err, "could not record a call event");
         }
     }
@@ -121,6 +143,11 @@ impl Gsm<'_> {
                     let _ = reply.send(answer);
                 }
             }
+            Command::Ussd {
+                request,
+                timeout,
+                reply,
+            } => self.ussd(request, timeout, reply).await?,
         }
         Ok(())
     }

@@ -25,7 +25,9 @@
 //! - `reports.rs`: SMS status reports and the delivery state they settle;
 //! - `spool.rs`: direct messages and reports kept on disk until committed;
 //! - `outbox.rs`: sending queued messages part by part, with retries;
-//! - `calls.rs`: ringing calls, caller ids and hanging up;
+//! - `calls.rs`: ringing calls, caller ids and hanging up (and the
+//!   `msgCall` text to a rejected caller);
+//! - `ussd.rs`: USSD sessions (`AT+CUSD`);
 //! - `gnss.rs`: position fixes.
 
 mod calls;
@@ -36,6 +38,7 @@ mod reassembly;
 mod reports;
 mod spool;
 mod status;
+mod ussd;
 
 use std::{collections::HashMap, time::Duration};
 
@@ -134,6 +137,8 @@ struct Gsm<'a> {
     /// kept on disk (they are in no modem storage).
     spool: spool::Spool,
     call: Option<Call>,
+    /// The USSD session, while one is open or waits for the network.
+    ussd: Option<ussd::Session>,
 }
 
 /// Runs the driver until it is stopped (`Ok`) or the modem fails (`Err`).
@@ -177,6 +182,7 @@ pub async fn run(
         partials,
         spool,
         call: None,
+        ussd: None,
     };
     gsm.init().await?;
     gsm.poll_status().await?;
@@ -361,7 +367,7 @@ impl Gsm<'_> {
             self.sim_number = response
                 .info("+CNUM:")
                 .and_then(parse::own_number)
-                .and_then(|n| PhoneNumber::parse(&n).ok())
+                .and_then(|n| PhoneNumber::parse_with(&n, &self.ctx.settings().number_rules()).ok())
                 .map(|n| n.to_string());
             self.ctx.report_number(self.sim_number.clone());
         }
@@ -422,6 +428,7 @@ impl Gsm<'_> {
                     self.call_event(&call.id, call.from, CallStatus::End).await;
                 }
             }
+            Urc::Ussd { m, text, dcs } => self.ussd_answer(m, text, dcs).await,
             Urc::Registration { network, stat } => {
                 match network {
                     Network::Cs => self.cs_stat = Some(stat),
@@ -434,8 +441,8 @@ impl Gsm<'_> {
     }
 
     /// Deadlines: send retries, storage rescans, deferred direct messages,
-    /// offers without `+CLIP`, calls that stopped ringing, and multipart
-    /// messages that waited too long.
+    /// offers without `+CLIP`, calls that stopped ringing, multipart
+    /// messages that waited too long, and USSD answers that never came.
     async fn housekeeping(&mut self) -> Result<(), DriverError> {
         let now = Instant::now();
         if self.outbox_due.is_some_and(|at| at <= now) {
@@ -478,6 +485,7 @@ impl Gsm<'_> {
         if !self.partials.is_empty() {
             self.expire_partials().await;
         }
+        self.ussd_deadline(now).await?;
         Ok(())
     }
 }

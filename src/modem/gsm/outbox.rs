@@ -10,11 +10,12 @@ use tokio::time::Instant;
 
 use super::{Gsm, Refused, STORE_RETRY};
 use crate::{
+    domain::{NumberRules, PhoneNumber},
     event::data::{DeliveryData, DeliveryStatus, Payload},
     modem::{
         at::{parse, ModemError},
         pdu::{self, SubmitOptions},
-        DriverError, PhoneNumber,
+        DriverError,
     },
     store::{Change, Job, OutboxRow, PartRow, StoreError},
 };
@@ -92,9 +93,11 @@ impl Gsm<'_> {
                 return Ok(false);
             }
         };
-        let to = match PhoneNumber::parse(&message.recipient) {
+        // Checked when it was queued: E.164, or a short code the instance
+        // allowed.
+        let to = match PhoneNumber::parse_with(&message.recipient, &NumberRules::STORED) {
             Ok(to) => to,
-            Err(err) => return self.fail(message, err, 0, 1).await.map(|_| true),
+            Err(err) => return self.fail(message, err.into(), 0, 1).await.map(|_| true),
         };
         let options = SubmitOptions {
             status_report: self.options.delivery_reports,

@@ -6,7 +6,9 @@
 //!   `AT+CMGS`; incoming: [`decode`] reads SMS-DELIVER and
 //!   SMS-STATUS-REPORT PDUs from `+CMT`, `+CMGR`, `+CMGL` and `+CDS`;
 //! - the simulated modem does the reverse with [`decode_submit`],
-//!   [`encode_deliver`] and [`encode_status_report`].
+//!   [`encode_deliver`] and [`encode_status_report`];
+//! - USSD answers (`+CUSD`), whose text is coded like cell broadcasts:
+//!   [`decode_ussd`] (and [`encode_ussd`] for the simulated modem).
 //!
 //! Nothing here panics on received data: every decoder returns
 //! [`PduError`] for malformed input. Not supported: national language
@@ -29,6 +31,7 @@ mod timestamp;
 mod ucs2;
 mod udh;
 mod user_data;
+mod ussd;
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // in tests a panic is the failure report
@@ -45,6 +48,7 @@ pub use submit::{
 };
 pub use timestamp::SmsTimestamp;
 pub use udh::Concat;
+pub use ussd::{decode_ussd, encode_ussd, ussd_dcs, UssdForm};
 
 use reader::Reader;
 

@@ -1,7 +1,18 @@
 //! The AT command interpreter of the simulated modem: one answer (and its
 //! side effects on the device) per command line.
 
-use super::{tpdu_len, write, Device, Effect, Profile};
+use std::time::Duration;
+
+use super::{tpdu_len, write, Device, Effect, Profile, Timer};
+use crate::modem::{
+    pdu::{encode_ussd, ussd_dcs, UssdForm},
+    ussd::{demo_network, DemoMenu},
+};
+
+/// A USSD code the simulated network never answers (to see a timeout).
+pub const SILENT_USSD_CODE: &str = "*999#";
+/// How long the simulated network takes to answer a USSD request.
+const USSD_DELAY: Duration = Duration::from_millis(30);
 
 impl Device {
     pub(super) fn command(&mut self, line: &str) -> Vec<Effect> {
@@ -176,6 +187,9 @@ impl Device {
             effects.extend(self.drain_network_queue());
             return Some(effects);
         }
+        if let Some(args) = cmd.strip_prefix("+CUSD=") {
+            return self.ussd(args);
+        }
         if let Some(length) = cmd.strip_prefix("+CMGS=") {
             let length: usize = length.trim().parse().ok()?;
             if !(1..=200).contains(&length) {
@@ -185,6 +199,52 @@ impl Device {
             return Some(vec![write("\r\n> ")]);
         }
         None
+    }
+
+    /// `AT+CUSD=<n>[,"<str>"[,<dcs>]]`: `2` closes the session, `1` with a
+    /// string sends it (a code, or a reply while a menu is open). `OK`
+    /// comes at once and the network's `+CUSD` a moment later, as on a
+    /// real modem. The demo network's answers come in each form modems
+    /// print them in (plain, plain over several lines, UCS-2 hex, packed
+    /// and unpacked GSM-7 hex), so the driver reads every one.
+    fn ussd(&mut self, args: &str) -> Option<Vec<Effect>> {
+        let ok = write("\r\nOK\r\n");
+        let (n, rest) = match args.split_once(',') {
+            Some((n, rest)) => (n.trim(), Some(rest)),
+            None => (args.trim(), None),
+        };
+        match (n, rest) {
+            ("2", _) => {
+                self.ussd = DemoMenu::Idle;
+                return Some(vec![ok]);
+            }
+            ("0" | "1", None) => return Some(vec![ok]),
+            ("1", Some(_)) => {}
+            _ => return None,
+        }
+        let rest = rest?.trim();
+        let input = rest.strip_prefix('"')?;
+        let input = &input[..input.find('"')?];
+        let is_code = self.ussd == DemoMenu::Idle;
+        if is_code && input == SILENT_USSD_CODE {
+            return Some(vec![ok]);
+        }
+        let line = match demo_network(&mut self.ussd, input, is_code) {
+            None => "\r\n+CUSD: 4\r\n".to_owned(),
+            Some((m, text)) => {
+                let form = match (self.ussd, m) {
+                    (DemoMenu::Bundles, _) => UssdForm::Ucs2Hex,
+                    (_, 2) => UssdForm::UnpackedHex,
+                    _ if text.ends_with("activated.") => UssdForm::PackedHex,
+                    _ => UssdForm::Text,
+                };
+                let wire = encode_ussd(&text, form).unwrap_or(text);
+                // A plain menu goes over several lines, as modems print it.
+                let wire = wire.replace('\n', "\r\n");
+                format!("\r\n+CUSD: {m},\"{wire}\",{}\r\n", ussd_dcs(form))
+            }
+        };
+        Some(vec![ok, Effect::After(USSD_DELAY, Timer::Ussd { line })])
     }
 
     fn cgpsinfo(&self) -> String {

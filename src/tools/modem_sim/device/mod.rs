@@ -12,8 +12,9 @@ use serde::{Deserialize, Serialize};
 
 mod commands;
 
-use crate::modem::pdu::{
-    self, encode_deliver, encode_status_report, DeliverSpec, SmsTimestamp, StatusReport,
+use crate::modem::{
+    pdu::{self, encode_deliver, encode_status_report, DeliverSpec, SmsTimestamp, StatusReport},
+    ussd::DemoMenu,
 };
 
 /// Vendor behaviours the simulator can imitate.
@@ -123,6 +124,8 @@ pub enum Effect {
 pub enum Timer {
     /// The network's status report for a SUBMIT.
     Report { reference: u8, recipient: String },
+    /// The network's answer to a USSD request (a `+CUSD` line).
+    Ussd { line: String },
 }
 
 /// An inbound SMS to deliver through the virtual network.
@@ -171,6 +174,8 @@ pub struct Device {
     ringing: Option<String>,
     gnss_on: bool,
     fix: Option<SimFix>,
+    /// Where the USSD session is in the demo network's menu.
+    ussd: DemoMenu,
     // Faults.
     silent: bool,
     storage_full: bool,
@@ -205,6 +210,7 @@ impl Device {
             ringing: None,
             gnss_on: false,
             fix: None,
+            ussd: DemoMenu::Idle,
             silent: false,
             storage_full: false,
             cms_errors: VecDeque::new(),
@@ -342,6 +348,7 @@ impl Device {
                 reference,
                 recipient,
             } => self.report(reference, &recipient),
+            Timer::Ussd { line } => vec![write(&line)],
         }
     }
 
