@@ -11,7 +11,7 @@ import { instances, newestSeen } from "../state";
 import { useStore } from "../store";
 import { EventStream, type StreamStatus } from "../stream";
 
-const KINDS = ["message", "delivery", "connection", "presence", "group", "call", "status", "location"];
+const KINDS = ["message", "delivery", "connection", "presence", "group", "call", "status", "location", "ussd"];
 /** Most events kept on screen; older ones drop off the bottom. */
 const SHOWN = 500;
 /** How far back the screen starts: the last this many ids of the log. */
@@ -35,6 +35,8 @@ export function summary(event: Envelope): string {
       return `${d.action} ${d.instance?.instanceName ?? ""}`;
     case "location":
       return `${d.latitude}, ${d.longitude}`;
+    case "ussd":
+      return `${d.request ? `${d.request} → ` : ""}${d.status}${d.text ? `: “${String(d.text).slice(0, 160)}”` : ""}`;
     case "presence":
       return `${d.id ?? ""} ${d.presence ?? ""}`;
     case "group":
