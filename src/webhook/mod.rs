@@ -104,6 +104,10 @@ pub struct Webhooks {
     shutdown: CancellationToken,
     tracker: TaskTracker,
     stats: Arc<WebhookStats>,
+    /// In a cluster, the instances whose webhook this node delivers (it
+    /// holds the `webhook:<instance>` lease), so each event is delivered
+    /// by one node; `None`: a single node delivers every webhook.
+    leased: Mutex<Option<std::collections::HashSet<InstanceName>>>,
 }
 
 impl Webhooks {
@@ -136,7 +140,82 @@ impl Webhooks {
             shutdown,
             tracker,
             stats: Arc::new(WebhookStats::default()),
+            leased: Mutex::new(None),
         })
+    }
+
+    /// From now on, a webhook is delivered only while this node holds its
+    /// lease ([`Webhooks::set_leased`]).
+    pub fn require_leases(&self) {
+        let mut leased = self.leased.lock();
+        if leased.is_none() {
+            *leased = Some(Default::default());
+        }
+        drop(leased);
+        let running: Vec<InstanceName> = self.workers.lock().keys().cloned().collect();
+        for instance in running {
+            if let Some(worker) = self.workers.lock().remove(&instance) {
+                worker.stop.cancel();
+            }
+        }
+    }
+
+    /// Starts or stops delivering an instance's webhook as this node gains
+    /// or loses its lease. A node that gains it continues from the cursor
+    /// stored by the previous one.
+    pub async fn set_leased(&self, instance: &InstanceName, held: bool) -> Result<(), StoreError> {
+        if let Some(leased) = self.leased.lock().as_mut() {
+            if held {
+                leased.insert(instance.clone());
+            } else {
+                leased.remove(instance);
+            }
+        }
+        if held {
+            let row = self
+                .store
+                .webhooks()
+                .await?
+                .into_iter()
+                .find(|row| &row.instance == instance);
+            if let Some(row) = row {
+                self.start(row);
+            }
+        } else if let Some(worker) = self.workers.lock().remove(instance) {
+            worker.stop.cancel();
+        }
+        Ok(())
+    }
+
+    /// Applies webhooks set, changed or removed on other nodes.
+    pub async fn reconcile(&self) -> Result<(), StoreError> {
+        let stored = self.store.webhooks().await?;
+        let same = |a: &WebhookRow, b: &WebhookRow| {
+            WebhookRow {
+                cursor: 0,
+                ..a.clone()
+            } == WebhookRow {
+                cursor: 0,
+                ..b.clone()
+            }
+        };
+        for row in &stored {
+            let known = self.config(&row.instance);
+            if !known.is_some_and(|known| same(&known, row)) {
+                self.start(row.clone());
+            }
+        }
+        let gone: Vec<InstanceName> = self
+            .configs
+            .lock()
+            .keys()
+            .filter(|name| !stored.iter().any(|row| &row.instance == *name))
+            .cloned()
+            .collect();
+        for name in gone {
+            self.remove(&name);
+        }
+        Ok(())
     }
 
     /// Starts a worker for every stored, enabled webhook.
@@ -163,6 +242,15 @@ impl Webhooks {
             .lock()
             .insert(row.instance.clone(), row.clone());
         if !row.enabled {
+            return;
+        }
+        if self
+            .leased
+            .lock()
+            .as_ref()
+            .is_some_and(|leased| !leased.contains(&row.instance))
+        {
+            // Another node delivers it.
             return;
         }
         let status = Arc::new(Mutex::new(Status {
