@@ -330,10 +330,14 @@ async fn a_paused_owner_that_wakes_after_losing_its_lease_commits_and_sends_noth
     let first = old
         .send_text("bank", "+15551230001", "before the pause")
         .await;
+    // Sent and recorded: a part the modem took but the log does not hold
+    // yet is sent again by whoever drives next (at least once), which is
+    // not what this test is about.
     wait_for("the first text to go out", LONG, async || {
-        sim.submitted().len() == 1
+        sent_ids(&old.read_log("&instance=bank").await).contains(&first)
     })
     .await;
+    assert_eq!(sim.submitted().len(), 1);
 
     old.process.pause();
     let paused_at = Instant::now();
