@@ -33,6 +33,9 @@ const PAGE: i64 = 1000;
 /// How long to wait before listening again after the connection was lost.
 const RELISTEN: Duration = Duration::from_secs(1);
 
+/// Called with every event published into the hub (see [`Tail::new`]).
+pub type Observer = Box<dyn Fn(&[Event]) + Send + Sync>;
+
 /// The hub as the writer and the tailer feed it.
 pub struct Tail {
     hub: Arc<Hub>,
@@ -43,11 +46,11 @@ pub struct Tail {
     wake: Notify,
     /// Called with every event the tailer or the writer publishes (the
     /// cluster follows instance lifecycle and connection events).
-    observe: Box<dyn Fn(&[Event]) + Send + Sync>,
+    observe: Observer,
 }
 
 impl Tail {
-    pub fn new(hub: Arc<Hub>, observe: Box<dyn Fn(&[Event]) + Send + Sync>) -> Arc<Tail> {
+    pub fn new(hub: Arc<Hub>, observe: Observer) -> Arc<Tail> {
         Arc::new(Tail {
             hub,
             publishing: Mutex::new(()),
