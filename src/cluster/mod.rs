@@ -161,7 +161,7 @@ impl Cluster {
         } else {
             settings.node_id.clone()
         };
-        webhooks.require_leases();
+        webhooks.require_leases(wake.clone());
         Ok(Arc::new(Cluster {
             node: node.into(),
             settings,

@@ -108,6 +108,9 @@ pub struct Webhooks {
     /// holds the `webhook:<instance>` lease), so each event is delivered
     /// by one node; `None`: a single node delivers every webhook.
     leased: Mutex<Option<std::collections::HashSet<InstanceName>>>,
+    /// Asks the cluster for a renew now: a webhook was set here that this
+    /// node does not deliver yet (it may be the one to take its lease).
+    lease_wanted: Mutex<Option<Arc<tokio::sync::Notify>>>,
 }
 
 impl Webhooks {
@@ -141,12 +144,14 @@ impl Webhooks {
             tracker,
             stats: Arc::new(WebhookStats::default()),
             leased: Mutex::new(None),
+            lease_wanted: Mutex::new(None),
         })
     }
 
     /// From now on, a webhook is delivered only while this node holds its
     /// lease ([`Webhooks::set_leased`]).
-    pub fn require_leases(&self) {
+    pub fn require_leases(&self, lease_wanted: Arc<tokio::sync::Notify>) {
+        *self.lease_wanted.lock() = Some(lease_wanted);
         let mut leased = self.leased.lock();
         if leased.is_none() {
             *leased = Some(Default::default());
@@ -250,7 +255,11 @@ impl Webhooks {
             .as_ref()
             .is_some_and(|leased| !leased.contains(&row.instance))
         {
-            // Another node delivers it.
+            // The node holding its lease delivers it (maybe this one, once
+            // the cluster's next renew takes it).
+            if let Some(wake) = self.lease_wanted.lock().as_ref() {
+                wake.notify_one();
+            }
             return;
         }
         let status = Arc::new(Mutex::new(Status {
@@ -310,11 +319,21 @@ impl Webhooks {
         self.configs.lock().get(instance).cloned()
     }
 
+    /// A webhook's delivery status: its worker's, or (where no worker runs:
+    /// another cluster node delivers it) what the stored row says.
     pub fn status(&self, instance: &InstanceName) -> Option<Status> {
-        self.workers
+        let running = self
+            .workers
             .lock()
             .get(instance)
-            .map(|w| w.status.lock().clone())
+            .map(|w| w.status.lock().clone());
+        running.or_else(|| {
+            self.config(instance).map(|row| Status {
+                cursor: row.cursor,
+                stopped: row.stopped,
+                ..Status::default()
+            })
+        })
     }
 
     /// Where a webhook continues from: its worker's progress, if it has one.
