@@ -337,6 +337,18 @@ mod tests {
     }
 
     #[test]
+    fn cluster_timings_must_leave_room_for_a_late_renew() {
+        let mut cluster = Settings::defaults().expect("defaults").cluster;
+        cluster.check().expect("the defaults fit");
+        cluster.renew_secs = 8;
+        let err = cluster.check().expect_err("renew above half the TTL");
+        assert!(err.to_string().contains("less than half"), "{err}");
+        cluster.renew_secs = 5;
+        cluster.node_id = "no spaces".into();
+        assert!(cluster.check().is_err());
+    }
+
+    #[test]
     fn a_missing_config_file_is_an_error_that_names_it() {
         let err = Settings::load(Some(Path::new("/nonexistent/switchboard.toml")))
             .expect_err("must fail");

@@ -209,7 +209,16 @@ impl Cluster {
         if self.held.lock().contains_key(name.as_str()) {
             return Ok(None);
         }
-        let Some(owner) = self.owner(name) else {
+        // Read afresh: the snapshot of the last renew may predate the
+        // owner's acquisition.
+        let owner = self
+            .store
+            .leases()
+            .await?
+            .into_iter()
+            .find(|l| l.live && l.key == name.as_str())
+            .map(|l| l.node);
+        let Some(owner) = owner else {
             // Nobody drives it now; whoever takes its lease starts it as
             // its stored settings say.
             return Ok(Some(Forwarded {

@@ -679,3 +679,56 @@ async fn a_rolling_restart_of_every_node_loses_and_repeats_nothing() {
         .await;
     assert_eq!(replayed, log);
 }
+
+/// `restart`, `logout` and `connect` through a node that does not drive
+/// the instance reach the node that does, and the answer says which node
+/// that is and that it took the command.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lifecycle_commands_through_any_node_reach_the_owner() {
+    let db = TestDb::new(Backend::Postgres).await;
+    let a = Node::start(&db, "node-a").await;
+    let b = Node::start(&db, "node-b").await;
+    a.create_instance("alpha", quick_simulator(), None).await;
+    let owner = driven(&a, "alpha", 0).await;
+    let other = if owner == a.name { &b } else { &a };
+    wait_for("the other node to know the instance", LONG, async || {
+        other.knows("alpha").await
+    })
+    .await;
+    let state = async |node: &Node| {
+        node.get_json("/instance/connectionState/alpha").await["instance"]["state"]
+            .as_str()
+            .map(str::to_owned)
+    };
+
+    let answer: Value = other
+        .request(Method::DELETE, "/instance/logout/alpha")
+        .send()
+        .await
+        .expect("logout")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(answer["owner"], json!(owner), "{answer}");
+    assert_eq!(answer["taken"], json!(true), "{answer}");
+    // Every node shows what the owner's events say.
+    wait_for("the instance to be closed everywhere", LONG, async || {
+        state(&a).await.as_deref() == Some("close") && state(&b).await.as_deref() == Some("close")
+    })
+    .await;
+
+    let answer: Value = other
+        .request(Method::GET, "/instance/connect/alpha")
+        .send()
+        .await
+        .expect("connect")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(answer["taken"], json!(true), "{answer}");
+    wait_for("the instance to be open everywhere", LONG, async || {
+        state(&a).await.as_deref() == Some("open") && state(&b).await.as_deref() == Some("open")
+    })
+    .await;
+    assert_eq!(a.owner("alpha").await, Some(owner));
+}
