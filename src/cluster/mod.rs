@@ -421,6 +421,7 @@ impl Cluster {
             .map(|l| (l.key, l.node))
             .collect();
         *self.owners.lock() = owners;
+        self.store.prune_commands().await?;
         self.stats
             .leases_held
             .store(self.held.lock().len() as u64, Ordering::Relaxed);

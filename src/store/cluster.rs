@@ -337,13 +337,9 @@ impl Store {
         Ok(row.and_then(|(node,)| node))
     }
 
-    /// Takes the fresh commands waiting for the instances `node` drives,
-    /// oldest first, and prunes old ones.
-    pub async fn take_commands(
-        &self,
-        node: &str,
-        instances: &[String],
-    ) -> Result<Vec<(i64, String, String)>, StoreError> {
+    /// Deletes commands older than an hour: the table holds at most what
+    /// the API accepted in the last hour.
+    pub async fn prune_commands(&self) -> Result<(), StoreError> {
         self.pool
             .execute(
                 Stmt::new(
@@ -353,6 +349,16 @@ impl Store {
                 .bind(COMMAND_KEPT_MS),
             )
             .await?;
+        Ok(())
+    }
+
+    /// Takes the fresh commands waiting for the instances `node` drives,
+    /// oldest first.
+    pub async fn take_commands(
+        &self,
+        node: &str,
+        instances: &[String],
+    ) -> Result<Vec<(i64, String, String)>, StoreError> {
         if instances.is_empty() {
             return Ok(Vec::new());
         }
