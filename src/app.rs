@@ -97,7 +97,28 @@ impl Application {
         let writer_stop = CancellationToken::new();
         let writer = TaskTracker::new();
         let actors = TaskTracker::new();
-        let log = EventLog::start(store.clone(), hub.clone(), writer_stop.clone(), &writer);
+        // In a cluster the hub is fed through the tailer, which also reads
+        // what the other nodes commit; a single node's writer feeds it.
+        let clustered = store.clustered();
+        let cluster_wake = Arc::new(tokio::sync::Notify::new());
+        // Set once the registry exists: the tailer wakes the drivers this
+        // node runs for texts queued through any node.
+        let drivers: Arc<std::sync::OnceLock<Arc<Registry>>> = Arc::default();
+        let tail = clustered.then(|| {
+            let wake = cluster_wake.clone();
+            let drivers = drivers.clone();
+            crate::cluster::tailer::Tail::new(
+                hub.clone(),
+                Box::new(move |events: &[crate::event::Event]| {
+                    crate::cluster::observe(events, &wake, drivers.get().map(|r| r.as_ref()));
+                }),
+            )
+        });
+        let publish: Arc<dyn crate::store::Publish> = match &tail {
+            Some(tail) => tail.clone(),
+            None => hub.clone(),
+        };
+        let log = EventLog::start(store.clone(), publish, writer_stop.clone(), &writer);
         let registry = Arc::new(Registry::new(
             log.clone(),
             hub.clone(),
@@ -105,7 +126,9 @@ impl Application {
             Some(settings.data_dir.join("spool")),
             shutdown.clone(),
             actors.clone(),
+            clustered,
         ));
+        let _ = drivers.set(registry.clone());
         let loaded = registry
             .load()
             .await
@@ -134,8 +157,32 @@ impl Application {
             actors.clone(),
         )?);
         webhooks.load().await.context("while loading webhooks")?;
+        let cluster = match tail {
+            Some(tail) => {
+                let cluster = crate::cluster::Cluster::new(
+                    settings.cluster.clone(),
+                    store.clone(),
+                    log.clone(),
+                    registry.clone(),
+                    webhooks.clone(),
+                    cluster_wake,
+                )?;
+                actors.spawn(tail.run(
+                    store.clone(),
+                    Duration::from_millis(settings.cluster.poll_ms),
+                    shutdown.clone(),
+                ));
+                actors.spawn(cluster.clone().run(shutdown.clone()));
+                actors.spawn(cluster.clone().run_commands(shutdown.clone()));
+                tracing::info!(node = cluster.node(), "cluster node started");
+                Some(cluster)
+            }
+            None => None,
+        };
         let keys = Arc::new(KeyRing::new(&admin_key, registry.clone()));
-        let service = Arc::new(Service::new(registry, log, hub, webhooks, settings.clone()));
+        let service = Arc::new(
+            Service::new(registry, log, hub, webhooks, settings.clone()).with_cluster(cluster),
+        );
         service.ensure_instances(&settings.instances).await?;
 
         let addr = listener
@@ -310,6 +357,10 @@ impl Application {
             .is_err()
         {
             tracing::warn!("some modem actors did not stop in time");
+        }
+        // The drivers have stopped: their leases go to other nodes at once.
+        if let Some(cluster) = self.state.service.cluster() {
+            cluster.leave().await;
         }
         // The actors are done appending; the writer commits what is queued.
         self.writer_stop.cancel();

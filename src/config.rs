@@ -28,9 +28,60 @@ pub struct Settings {
     pub retention: RetentionSettings,
     pub log: LogSettings,
     pub webhooks: WebhookSettings,
+    pub cluster: ClusterSettings,
     /// Instances created (or left as they are) at every start.
     #[serde(default)]
     pub instances: Vec<InstanceSeed>,
+}
+
+/// Several nodes on one PostgreSQL (`src/cluster/`). Ignored on the
+/// embedded SQLite database, which is single-node.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ClusterSettings {
+    /// This node's name, unique in the cluster; empty: the hostname.
+    #[serde(default)]
+    pub node_id: String,
+    /// How others reach this node, shown in `/cluster/nodes`; may be empty.
+    #[serde(default)]
+    pub advertise_url: String,
+    /// How long a lease (and a heartbeat) lasts without a renew.
+    pub lease_ttl_secs: u64,
+    /// How often leases and the heartbeat are renewed: less than half the
+    /// TTL, so one late renew does not lose them.
+    pub renew_secs: u64,
+    /// How often each node reads the log for events other nodes committed,
+    /// when no notification woke it sooner.
+    pub poll_ms: u64,
+    /// Whether drivers' writes are checked against their lease's fencing
+    /// token. Only for tests that show what goes wrong without it: never
+    /// turn it off in a deployment.
+    pub fencing: bool,
+}
+
+impl ClusterSettings {
+    /// Checks the timings fit together.
+    pub fn check(&self) -> anyhow::Result<()> {
+        if self.lease_ttl_secs == 0 || self.renew_secs == 0 || self.poll_ms == 0 {
+            anyhow::bail!(
+                "cluster.lease_ttl_secs, cluster.renew_secs and cluster.poll_ms must be positive"
+            );
+        }
+        if self.renew_secs * 2 >= self.lease_ttl_secs {
+            anyhow::bail!(
+                "cluster.renew_secs ({}) must be less than half of cluster.lease_ttl_secs ({})",
+                self.renew_secs,
+                self.lease_ttl_secs
+            );
+        }
+        if !self.node_id.is_empty() && crate::domain::InstanceName::parse(&self.node_id).is_err() {
+            anyhow::bail!(
+                "cluster.node_id '{}' must be 1 to 64 letters, digits, '_' or '-', starting \
+                 with a letter or digit",
+                self.node_id
+            );
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -225,6 +276,7 @@ impl Settings {
             .context("while reading the configuration")?
             .try_deserialize()
             .context("the configuration is not valid")?;
+        settings.cluster.check()?;
         Ok(settings)
     }
 
@@ -282,6 +334,18 @@ mod tests {
         assert_eq!(settings.http.port, 9123);
         assert_eq!(settings.instances.len(), 1);
         assert_eq!(settings.instances[0].name, "alpha");
+    }
+
+    #[test]
+    fn cluster_timings_must_leave_room_for_a_late_renew() {
+        let mut cluster = Settings::defaults().expect("defaults").cluster;
+        cluster.check().expect("the defaults fit");
+        cluster.renew_secs = 8;
+        let err = cluster.check().expect_err("renew above half the TTL");
+        assert!(err.to_string().contains("less than half"), "{err}");
+        cluster.renew_secs = 5;
+        cluster.node_id = "no spaces".into();
+        assert!(cluster.check().is_err());
     }
 
     #[test]

@@ -31,6 +31,9 @@
 //! - [`webhook`]: delivery of each instance's events to its webhook URL.
 //! - [`instance`]: the registry of instances, the supervisor that keeps each
 //!   one's modem actor running, retention.
+//! - [`cluster`]: several nodes on one PostgreSQL: heartbeats, leases with
+//!   fencing tokens (one driver per instance), placement, and the log
+//!   tailed into every node's hub.
 //! - [`service`]: what the API does (send, groups, lifecycle, settings, reading
 //!   the log). **This is where an event the API causes is born**: services
 //!   build the jobs; handlers never touch the store.
@@ -48,6 +51,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod cluster;
 pub mod config;
 pub mod domain;
 pub mod event;

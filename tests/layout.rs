@@ -19,8 +19,8 @@ use syn::visit::Visit;
 
 /// The stages, in data-flow order: each may depend only on those before it.
 const STAGES: &[&str] = &[
-    "domain", "config", "event", "store", "hub", "modem", "webhook", "instance", "service", "auth",
-    "http", "app", "tools",
+    "domain", "config", "event", "store", "hub", "modem", "webhook", "instance", "cluster",
+    "service", "auth", "http", "app", "tools",
 ];
 
 /// A reference from one module to another.

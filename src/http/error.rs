@@ -140,6 +140,7 @@ impl From<StoreError> for ApiError {
             StoreError::Unavailable(_) => ApiError::Unavailable(err.report()),
             StoreError::Internal { .. } => ApiError::Internal(anyhow::Error::new(err)),
             StoreError::Closed => ApiError::Unavailable("the server is shutting down".into()),
+            StoreError::Fenced(_) => ApiError::Unavailable(err.to_string()),
         }
     }
 }

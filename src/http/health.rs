@@ -209,6 +209,33 @@ pub async fn metrics(
         "Instances on this node.",
         state.service.instances().len() as u64,
     );
+    if let Some(cluster) = state.service.cluster() {
+        let stats = cluster.stats();
+        metric(
+            "switchboard_cluster_nodes_alive",
+            "gauge",
+            "Cluster nodes whose heartbeat is within the lease TTL, as this node last saw.",
+            stats.nodes_alive.load(Ordering::Relaxed),
+        );
+        metric(
+            "switchboard_cluster_leases_held",
+            "gauge",
+            "Leases (instances and webhooks) this node holds.",
+            stats.leases_held.load(Ordering::Relaxed),
+        );
+        metric(
+            "switchboard_cluster_lease_acquisitions_total",
+            "counter",
+            "Leases this node acquired (each with a new fencing token).",
+            stats.acquisitions.load(Ordering::Relaxed),
+        );
+        metric(
+            "switchboard_cluster_lease_losses_total",
+            "counter",
+            "Leases this node lost: taken by another node, or not renewed in time.",
+            stats.losses.load(Ordering::Relaxed),
+        );
+    }
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(out))

@@ -8,6 +8,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::{answer, body::Json, error::ApiError, query::Query, AppState, Caller};
 use crate::{
+    cluster::Forwarded,
     domain::{DriverConfig, InstanceName, Retention, TopicSet, WebsocketSettings},
     event::data::PresenceData,
     instance::registry::InstanceView,
@@ -26,6 +27,12 @@ pub struct CreateInstanceBody {
     driver: Option<DriverConfig>,
     #[serde(default)]
     retention: Option<RetentionBody>,
+    /// Pins the instance to one cluster node (a serial port lives on one
+    /// host): it runs only there, and is `close` while that node is down.
+    /// Absent: any live node.
+    #[serde(default)]
+    #[schema(pattern = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")]
+    node: Option<String>,
 }
 
 /// How long an instance keeps its events; absent or null fields fall back
@@ -59,6 +66,11 @@ pub struct InstanceBody {
     /// When it was created (RFC 3339, UTC).
     #[schema(format = DateTime)]
     created_at: String,
+    /// The node it is pinned to (`instance/create`'s `node`), or null.
+    node: Option<String>,
+    /// The cluster node driving it now, or null (a single node, or no node
+    /// holds it yet).
+    owner: Option<String>,
 }
 
 impl From<InstanceView> for InstanceBody {
@@ -69,6 +81,8 @@ impl From<InstanceView> for InstanceBody {
             driver: view.driver,
             status: view.status.to_owned(),
             created_at: view.created_at,
+            node: view.node,
+            owner: view.owner,
         }
     }
 }
@@ -117,6 +131,15 @@ pub struct NameAndState {
 #[derive(Serialize, ToSchema)]
 pub struct StateBody {
     instance: NameAndState,
+    /// In a cluster, when another node drives the instance: that node
+    /// (null when none does now).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    owner: Option<Option<String>>,
+    /// In a cluster, when another node drives the instance: whether it took
+    /// the command within 5 seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    taken: Option<bool>,
 }
 
 /// `instance/delete`'s answer.
@@ -196,12 +219,21 @@ pub async fn create(
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let driver = body.driver.unwrap_or_default();
     let retention = body.retention.unwrap_or_default().into();
+    let node = body
+        .node
+        .map(|node| {
+            InstanceName::parse(&node)
+                .map(|n| n.to_string())
+                .map_err(|e| ApiError::BadRequest(format!("node: {e}")))
+        })
+        .transpose()?;
     let (view, key) = state
         .service
         .create_instance(CreateInstance {
             name,
             driver,
             retention,
+            node,
         })
         .await?;
     answer(
@@ -263,7 +295,11 @@ pub async fn fetch(
     answer(StatusCode::OK, &wrapped)
 }
 
-fn state_body(name: &InstanceName, state: &str) -> Result<HttpResponse, ApiError> {
+fn state_body(
+    name: &InstanceName,
+    state: &str,
+    forwarded: Option<Forwarded>,
+) -> Result<HttpResponse, ApiError> {
     answer(
         StatusCode::OK,
         &StateBody {
@@ -271,6 +307,8 @@ fn state_body(name: &InstanceName, state: &str) -> Result<HttpResponse, ApiError
                 instance_name: name.to_string(),
                 state: state.to_owned(),
             },
+            owner: forwarded.as_ref().map(|f| f.owner.clone()),
+            taken: forwarded.map(|f| f.taken),
         },
     )
 }
@@ -288,8 +326,8 @@ pub async fn connect(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let name = caller.instance(&path)?;
-    let now = state.service.connect(&name).await?;
-    state_body(&name, now.evolution_name())
+    let (now, forwarded) = state.service.connect(&name).await?;
+    state_body(&name, now.evolution_name(), forwarded)
 }
 
 /// The instance's connection state.
@@ -307,7 +345,7 @@ pub async fn connection_state(
 ) -> Result<HttpResponse, ApiError> {
     let name = caller.instance(&path)?;
     let view = state.service.instance(&name)?;
-    state_body(&name, view.status)
+    state_body(&name, view.status, None)
 }
 
 /// Restart the instance's modem actor (`PUT` does the same).
@@ -323,8 +361,8 @@ pub async fn restart(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let name = caller.instance(&path)?;
-    let now = state.service.restart(&name).await?;
-    state_body(&name, now.evolution_name())
+    let (now, forwarded) = state.service.restart(&name).await?;
+    state_body(&name, now.evolution_name(), forwarded)
 }
 
 /// Restart the instance's modem actor (`POST` does the same).
@@ -356,8 +394,8 @@ pub async fn logout(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let name = caller.instance(&path)?;
-    let now = state.service.logout(&name).await?;
-    state_body(&name, now.evolution_name())
+    let (now, forwarded) = state.service.logout(&name).await?;
+    state_body(&name, now.evolution_name(), forwarded)
 }
 
 /// Stop and delete the instance: its key, tokens and open streams are revoked.

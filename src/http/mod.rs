@@ -10,6 +10,7 @@
 
 mod body;
 mod call;
+mod cluster;
 mod dashboard;
 pub mod error;
 mod events;
@@ -87,6 +88,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, limits: &crate::config::Limits) {
     .service(resource("/health").route(web::get().to(health::health)))
     .service(resource("/ready").route(web::get().to(health::ready)))
     .service(resource("/metrics").route(web::get().to(health::metrics)))
+    .service(resource("/cluster/nodes").route(web::get().to(cluster::nodes)))
     .service(resource("/openapi.json").route(web::get().to(openapi::openapi_json)))
     .service(resource("/docs").route(web::get().to(openapi::docs_redirect)))
     .service(resource("/docs/").route(web::get().to(openapi::docs_index)))

@@ -21,7 +21,7 @@ use serde::Serialize;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use uuid::Uuid;
 
-use super::supervisor::Supervisor;
+use super::supervisor::{Permit, Supervisor};
 use crate::{
     config::ModemSettings,
     domain::{
@@ -53,6 +53,10 @@ pub struct InstanceView {
     /// `connecting`, `open` or `close`.
     pub status: &'static str,
     pub created_at: String,
+    /// The node it is pinned to, if any.
+    pub node: Option<String>,
+    /// The node driving it (in a cluster; filled in by the service).
+    pub owner: Option<String>,
 }
 
 impl InstanceView {
@@ -63,6 +67,8 @@ impl InstanceView {
             driver: row.driver.clone(),
             status: state.evolution_name(),
             created_at: format_timestamp(row.created_at),
+            node: row.node.clone(),
+            owner: None,
         }
     }
 }
@@ -94,6 +100,9 @@ pub struct Registry {
     spool_dir: Option<std::path::PathBuf>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
+    /// In a cluster an instance's driver runs only while this node holds
+    /// its lease ([`Permit`]); a single node drives every instance.
+    clustered: bool,
 }
 
 /// A name held while its creation commits; dropping it unreserves the name.
@@ -130,8 +139,10 @@ impl Registry {
         spool_dir: Option<std::path::PathBuf>,
         shutdown: CancellationToken,
         tracker: TaskTracker,
+        clustered: bool,
     ) -> Registry {
         Registry {
+            clustered,
             instances: Mutex::new(HashMap::new()),
             keys: Mutex::new(HashMap::new()),
             identities: Mutex::new(HashMap::new()),
@@ -365,6 +376,123 @@ impl Registry {
         }
     }
 
+    /// Gives or takes this node's right to drive an instance; returns once
+    /// a driver that may no longer run has stopped.
+    pub async fn set_permit(&self, name: &InstanceName, permit: Permit) {
+        if let Ok(supervisor) = self.supervisor(name) {
+            let _ = supervisor.set_permit(permit).await;
+        }
+    }
+
+    /// Notes the state an instance's latest `connection` event says (see
+    /// [`Supervisor::observe_state`]).
+    pub fn observe_state(&self, name: &InstanceName, state: ConnectionState) {
+        if let Some(Slot::Ready { supervisor, .. }) = self.instances.lock().get(name) {
+            supervisor.observe_state(state);
+        }
+    }
+
+    /// Every ready instance's stored row, by name.
+    pub fn rows(&self) -> Vec<InstanceRow> {
+        let mut rows: Vec<InstanceRow> = self
+            .instances
+            .lock()
+            .values()
+            .filter_map(|slot| match slot {
+                Slot::Ready { row, .. } => Some((**row).clone()),
+                Slot::Creating | Slot::Deleting => None,
+            })
+            .collect();
+        rows.sort_by(|a, b| a.name.cmp(&b.name));
+        rows
+    }
+
+    /// Brings the registry in line with the stored instances, as another
+    /// node may have created, changed or deleted them: new ones are added
+    /// (their drivers wait for a lease), deleted ones forgotten, and
+    /// changed settings applied. Names being created or deleted here are
+    /// left to the request doing it.
+    pub async fn reconcile(&self, stored: Vec<InstanceRow>) -> Result<(), StoreError> {
+        let stored: HashMap<InstanceName, InstanceRow> =
+            stored.into_iter().map(|r| (r.name.clone(), r)).collect();
+        let mut gone = Vec::new();
+        let mut added = Vec::new();
+        let mut changed = Vec::new();
+        {
+            let instances = self.instances.lock();
+            for (name, slot) in instances.iter() {
+                if let Slot::Ready { row, supervisor } = slot {
+                    match stored.get(name) {
+                        Some(new) if new.id == row.id => {
+                            if new.enabled != row.enabled
+                                || new.driver != row.driver
+                                || new.websocket != row.websocket
+                                || new.settings != row.settings
+                                || new.retention != row.retention
+                                || new.node != row.node
+                            {
+                                changed.push((new.clone(), (**row).clone(), supervisor.clone()));
+                            }
+                        }
+                        _ => gone.push(name.clone()),
+                    }
+                }
+            }
+            for (name, row) in &stored {
+                if !instances.contains_key(name) {
+                    added.push(row.clone());
+                }
+            }
+        }
+        // The list may predate a change made here since: whatever looks
+        // deleted or changed is read again before it is acted on.
+        let store = self.log.store().clone();
+        let mut fresh_gone = Vec::new();
+        for name in gone {
+            if store.load_instance(&name).await?.is_none() {
+                fresh_gone.push(name);
+            }
+        }
+        let mut fresh_changed = Vec::new();
+        for (_, old, supervisor) in changed {
+            if let Some(new) = store.load_instance(&old.name).await? {
+                if new.id == old.id {
+                    fresh_changed.push((new, old, supervisor));
+                }
+            }
+        }
+        for name in fresh_gone {
+            if let Ok(row) = self.detach(&name).await {
+                tracing::info!(instance = %row.name, "instance deleted on another node");
+            }
+            self.forget(&name);
+        }
+        for row in added {
+            tracing::info!(instance = %row.name, "instance created on another node");
+            self.insert(row, ConnectionState::Disconnected);
+        }
+        for (new, old, supervisor) in fresh_changed {
+            let name = new.name.clone();
+            let settings_changed = new.settings != old.settings;
+            let driver_changed = new.driver != old.driver;
+            let enabled = new.enabled;
+            let enabled_changed = new.enabled != old.enabled;
+            let settings = new.settings.clone();
+            self.update(&name, |row| *row = new);
+            if settings_changed {
+                supervisor.set_settings(settings);
+            }
+            if enabled_changed && !enabled {
+                let _ = supervisor.logout().await;
+            } else if driver_changed {
+                let _ = supervisor.restart().await;
+            } else if enabled_changed {
+                let _ = supervisor.connect().await;
+            }
+        }
+        Ok(())
+    }
+
     /// Every instance with its retention, for the pruner.
     pub fn retention_plan(&self) -> Vec<(InstanceName, Retention)> {
         self.instances
@@ -385,8 +513,14 @@ impl Registry {
     }
 
     fn spawn_supervisor(&self, row: &InstanceRow) -> Supervisor {
+        let permit = if self.clustered {
+            Permit::NotHeld("waiting for its lease".into())
+        } else {
+            Permit::Always
+        };
         Supervisor::spawn(
             row,
+            permit,
             self.log.clone(),
             self.settings.clone(),
             self.spool_path(row.id),

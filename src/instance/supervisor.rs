@@ -21,7 +21,7 @@ use crate::{
     domain::{InstanceName, InstanceSettings},
     event::data::ConnectionState,
     modem::{self, ActorContext, Command, DriverError},
-    store::{EventLog, InstanceRow},
+    store::{EventLog, Fence, InstanceRow},
 };
 
 /// Lifecycle requests waiting for the supervisor.
@@ -35,10 +35,46 @@ const STABLE_AFTER: Duration = Duration::from_secs(30);
 const STOP_GRACE: Duration = Duration::from_secs(5);
 
 enum Control {
+    /// This node's right to drive the instance changed (cluster leases).
+    Permit(Permit, oneshot::Sender<()>),
     Connect(oneshot::Sender<()>),
     Logout(oneshot::Sender<()>),
     Restart(oneshot::Sender<()>),
     Stop(oneshot::Sender<()>),
+}
+
+/// Whether this node may drive the instance (invariant 3).
+#[derive(Debug, Clone)]
+pub enum Permit {
+    /// A single node (SQLite, or PostgreSQL without a cluster): always.
+    Always,
+    /// While this node holds the instance's lease. With `enforce` (the
+    /// default) every write the driver makes carries the fence; without,
+    /// the fence is not checked (`cluster.fencing = false`, for tests).
+    Held { fence: Fence, enforce: bool },
+    /// Another node drives it, or none may: the reason says which.
+    NotHeld(String),
+}
+
+impl Permit {
+    fn allows(&self) -> bool {
+        match self {
+            Permit::Always => true,
+            Permit::Held { fence, .. } => fence.valid(),
+            Permit::NotHeld(_) => false,
+        }
+    }
+
+    /// The fence a driver started now must put on its writes.
+    fn fence(&self) -> Option<Fence> {
+        match self {
+            Permit::Held {
+                fence,
+                enforce: true,
+            } => Some(fence.clone()),
+            _ => None,
+        }
+    }
 }
 
 /// The registry's handle on a supervisor. Cheap to clone.
@@ -52,6 +88,11 @@ pub struct Supervisor {
     number: Arc<parking_lot::Mutex<Option<String>>>,
     /// The instance's settings, which a running driver follows.
     settings: Arc<watch::Sender<InstanceSettings>>,
+    /// Whether this node may drive the instance (its permit allows).
+    driving: Arc<std::sync::atomic::AtomicBool>,
+    /// The state the instance's events last reported, whichever node wrote
+    /// them: what a node that does not drive the instance shows.
+    observed: Arc<parking_lot::Mutex<Option<ConnectionState>>>,
 }
 
 /// The supervisor has stopped (the instance is being deleted or the server
@@ -65,6 +106,7 @@ impl Supervisor {
     /// when the row says it is enabled).
     pub fn spawn(
         row: &InstanceRow,
+        permit: Permit,
         log: EventLog,
         settings: ModemSettings,
         spool: Option<std::path::PathBuf>,
@@ -78,10 +120,13 @@ impl Supervisor {
         let commands = Arc::new(parking_lot::Mutex::new(None));
         let number = Arc::new(parking_lot::Mutex::new(None));
         let instance_settings = Arc::new(watch::Sender::new(row.settings.clone()));
+        let driving = Arc::new(std::sync::atomic::AtomicBool::new(permit.allows()));
         let task = Task {
+            driving: driving.clone(),
             name,
             driver,
             enabled,
+            permit,
             log,
             settings,
             spool,
@@ -103,7 +148,15 @@ impl Supervisor {
             commands,
             number,
             settings: instance_settings,
+            driving,
+            observed: Arc::default(),
         }
+    }
+
+    /// Notes the state an instance's `connection` event reported (from any
+    /// node's commit, as the log tailer sees it).
+    pub fn observe_state(&self, state: ConnectionState) {
+        *self.observed.lock() = Some(state);
     }
 
     /// Hands changed settings to the driver (now, and each time it starts).
@@ -116,7 +169,15 @@ impl Supervisor {
         self.number.lock().clone()
     }
 
+    /// The instance's state: this node's own while it may drive the
+    /// instance, else what the instance's events last said (another node
+    /// drives it).
     pub fn state(&self) -> ConnectionState {
+        if !self.driving.load(std::sync::atomic::Ordering::Acquire) {
+            if let Some(observed) = *self.observed.lock() {
+                return observed;
+            }
+        }
         *self.state.borrow()
     }
 
@@ -152,6 +213,17 @@ impl Supervisor {
         self.request(Control::Connect).await
     }
 
+    /// Gives or takes this node's right to drive the instance; returns once
+    /// a driver that may no longer run has stopped.
+    pub async fn set_permit(&self, permit: Permit) -> Result<(), Gone> {
+        let (tx, rx) = oneshot::channel();
+        self.mailbox
+            .send(Control::Permit(permit, tx))
+            .await
+            .map_err(|_| Gone)?;
+        rx.await.map_err(|_| Gone)
+    }
+
     pub async fn logout(&self) -> Result<(), Gone> {
         self.request(Control::Logout).await
     }
@@ -183,6 +255,12 @@ struct Task {
     driver: DriverConfig,
     /// Whether the instance should be running (connect vs logout).
     enabled: bool,
+    /// Whether this node may run it (it holds the lease).
+    permit: Permit,
+    /// Shared with the handle: whether `permit` allows driving.
+    driving: Arc<std::sync::atomic::AtomicBool>,
+    /// Unfenced: the driver's and this task's writes go through
+    /// [`Task::fenced_log`].
     log: EventLog,
     settings: ModemSettings,
     /// The driver's file for direct PDUs not committed yet.
@@ -201,7 +279,7 @@ struct Task {
 
 impl Task {
     async fn run(mut self, shutdown: CancellationToken) {
-        if self.enabled {
+        if self.enabled && self.permit.allows() {
             self.start().await;
         }
         loop {
@@ -213,9 +291,13 @@ impl Task {
                     break;
                 }
                 control = self.inbox.recv() => match control {
+                    Some(Control::Permit(permit, done)) => {
+                        self.permit_changed(permit).await;
+                        let _ = done.send(());
+                    }
                     Some(Control::Connect(done)) => {
                         self.enabled = true;
-                        if self.running.is_none() {
+                        if self.running.is_none() && self.permit.allows() {
                             self.backoff = Duration::ZERO;
                             self.start().await;
                         }
@@ -230,7 +312,9 @@ impl Task {
                         self.enabled = true;
                         self.stop_driver("restarting").await;
                         self.backoff = Duration::ZERO;
-                        self.start().await;
+                        if self.permit.allows() {
+                            self.start().await;
+                        }
                         let _ = done.send(());
                     }
                     Some(Control::Stop(done)) => {
@@ -246,13 +330,42 @@ impl Task {
                 outcome = join(&mut self.running) => self.driver_ended(outcome).await,
                 _ = sleep_until(retry_at), if retry_at.is_some() && self.running.is_none() => {
                     self.retry_at = None;
-                    if self.enabled {
+                    if self.enabled && self.permit.allows() {
                         self.start().await;
                     }
                 }
             }
         }
         *self.commands.lock() = None;
+    }
+
+    /// Applies a new permit: a driver that may no longer run stops before
+    /// this returns (so the lease can be given up safely); one whose fence
+    /// changed restarts under the new one.
+    async fn permit_changed(&mut self, permit: Permit) {
+        let fence_changed = self.permit.fence() != permit.fence();
+        let reason = match &permit {
+            Permit::NotHeld(reason) => reason.clone(),
+            _ => "the lease changed".to_owned(),
+        };
+        let allowed = permit.allows();
+        if !allowed || fence_changed {
+            // Recorded under the old permit: still valid on a handover.
+            self.stop_driver(&reason).await;
+        }
+        self.permit = permit;
+        self.driving
+            .store(allowed, std::sync::atomic::Ordering::Release);
+        if allowed && self.enabled && self.running.is_none() {
+            self.backoff = Duration::ZERO;
+            self.start().await;
+        }
+    }
+
+    /// The log as this node may write the instance's events: fenced by
+    /// the lease it holds.
+    fn fenced_log(&self) -> EventLog {
+        self.log.fenced(self.permit.fence())
     }
 
     async fn start(&mut self) {
@@ -263,7 +376,7 @@ impl Task {
         *self.commands.lock() = Some(tx);
         let ctx = ActorContext::new(
             self.name.clone(),
-            self.log.clone(),
+            self.fenced_log(),
             self.outbox_ready.clone(),
             rx,
             stop.clone(),
@@ -289,6 +402,10 @@ impl Task {
     ) {
         let started = self.running.take().map(|r| r.started);
         *self.commands.lock() = None;
+        let fenced = matches!(
+            outcome,
+            Ok(Err(DriverError::Store(crate::store::StoreError::Fenced(_))))
+        );
         let reason = match outcome {
             Ok(Ok(())) => "driver stopped".to_owned(),
             Ok(Err(err)) => err.to_string(),
@@ -306,7 +423,9 @@ impl Task {
         tracing::warn!(instance = %self.name, %reason, retry_in = ?self.backoff, "modem actor failed");
         self.set_state(ConnectionState::Disconnected, Some(reason))
             .await;
-        if self.enabled {
+        // A fenced driver is not restarted: the lease loop decides whether
+        // this node holds the instance again.
+        if self.enabled && !fenced {
             self.retry_at = Some(Instant::now() + self.backoff);
         }
     }
@@ -338,7 +457,17 @@ impl Task {
     /// Records a change of state, then makes it visible: whoever sees the
     /// new state can already read its event from the log.
     async fn set_state(&self, state: ConnectionState, reason: Option<String>) {
-        if let Err(err) = modem::record_state(&self.log, &self.name, state, reason).await {
+        // Only the node that may drive the instance speaks for its state.
+        let may_write = match &self.permit {
+            Permit::Always => true,
+            Permit::Held { .. } => true,
+            Permit::NotHeld(_) => false,
+        };
+        if !may_write {
+            self.state.send_replace(state);
+            return;
+        }
+        if let Err(err) = modem::record_state(&self.fenced_log(), &self.name, state, reason).await {
             // The state itself is kept in memory; only its event is lost, and
             // the next change reports the state again.
             tracing::warn!(instance = %self.name, ?state, error = %err, "could not record a connection change");

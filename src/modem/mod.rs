@@ -234,12 +234,33 @@ impl ActorContext {
                         .into_event(&self.instance),
                 ],
                 changes: Vec::new(),
+                fence: None,
             })
             .await;
         // After the commit: whoever sees the new state can already read its
         // event from the log.
         self.state.send_replace(ConnectionState::Connected);
         committed
+    }
+
+    /// Makes sure this node may still send for the instance, right before
+    /// something goes out to the modem that cannot be taken back (an SMS
+    /// part): a commit checked against the lease's fence in the database,
+    /// then this node's own clock once more. Without a fence (one node, or
+    /// `cluster.fencing` off) there is nothing to ask.
+    pub async fn claim_send(&self) -> Result<(), DriverError> {
+        let Some(fence) = self.log.fence() else {
+            return Ok(());
+        };
+        self.log.append(Job::default()).await?;
+        if !fence.valid() {
+            return Err(StoreError::Fenced(format!(
+                "the lease of '{}' ran out on node '{}' before the send",
+                fence.key, fence.node
+            ))
+            .into());
+        }
+        Ok(())
     }
 
     /// Appends and waits for the commit.
@@ -261,6 +282,7 @@ pub async fn record_state(
     log.append(Job {
         events: vec![event],
         changes: Vec::new(),
+        fence: None,
     })
     .await
     .map(|_| ())
@@ -327,6 +349,7 @@ fn queued_text(
             error: None,
             created_at: now,
         })],
+        fence: None,
     }
 }
 

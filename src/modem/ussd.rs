@@ -177,6 +177,7 @@ impl VirtualSession {
         let job = crate::store::Job {
             events: vec![data.clone().into_event(&ctx.instance)],
             changes: Vec::new(),
+            fence: None,
         };
         let answer = match ctx.append(job).await {
             Ok(()) => Ok(data),

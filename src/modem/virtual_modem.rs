@@ -147,7 +147,7 @@ pub async fn run(config: SimulatorConfig, mut ctx: ActorContext) -> Result<(), D
                                 committed(oldest.await)?;
                             }
                         }
-                        pending_commits.push_back(ctx.log.submit(Job { events, changes }).await?);
+                        pending_commits.push_back(ctx.log.submit(Job { events, changes, fence: None }).await?);
                         if replies {
                             ctx.wake_outbox();
                         }
@@ -410,7 +410,14 @@ impl Network<'_> {
     /// Runs one step in a job of its own.
     async fn run_step(&mut self, ctx: &ActorContext, step: Scheduled) -> Result<(), DriverError> {
         let (events, changes) = self.step_job(ctx, &step);
-        match ctx.append(Job { events, changes }).await {
+        match ctx
+            .append(Job {
+                events,
+                changes,
+                fence: None,
+            })
+            .await
+        {
             // The message was deleted with its instance meanwhile.
             Err(DriverError::Store(StoreError::NotFound(_))) => {
                 self.in_flight.remove(&step.message_id);

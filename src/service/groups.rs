@@ -99,6 +99,7 @@ impl Service {
             .append(Job {
                 events: vec![event],
                 changes: vec![Change::CreateGroup(group.clone())],
+                fence: None,
             })
             .await?;
         Ok(group)
@@ -169,6 +170,7 @@ impl Service {
             .append(Job {
                 events: vec![event],
                 changes: vec![change],
+                fence: None,
             })
             .await?;
         self.group(name, group_id).await

@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 use super::{Service, ServiceError};
 use crate::{
+    cluster::Forwarded,
     config::InstanceSeed,
     domain::{
         key::{digest, generate_key},
@@ -44,6 +45,8 @@ pub struct CreateInstance {
     pub name: InstanceName,
     pub driver: DriverConfig,
     pub retention: Retention,
+    /// The cluster node it must run on; `None`: any.
+    pub node: Option<String>,
 }
 
 /// A presence event as recorded.
@@ -67,6 +70,7 @@ impl Service {
             name,
             driver,
             retention,
+            node,
         } = request;
         driver.validate().map_err(ServiceError::Invalid)?;
         retention.check().map_err(ServiceError::Invalid)?;
@@ -82,6 +86,7 @@ impl Service {
             retention,
             created_at: Utc::now(),
             settings: crate::domain::InstanceSettings::default(),
+            node,
         };
         let view = InstanceView::of(&row, ConnectionState::Connecting);
         let event = InstanceData {
@@ -94,6 +99,7 @@ impl Service {
             .append(Job {
                 events: vec![event],
                 changes: vec![Change::CreateInstance(row.clone())],
+                fence: None,
             })
             .await?;
         Ok((reservation.fill(row), key))
@@ -113,6 +119,7 @@ impl Service {
                 name: name.clone(),
                 driver: seed.driver.clone(),
                 retention: Retention::default(),
+                node: None,
             };
             match self.create_instance(request).await {
                 Ok(_) => tracing::info!(instance = %name, "created the configured instance"),
@@ -138,6 +145,7 @@ impl Service {
             .append(Job {
                 events: vec![event],
                 changes: vec![Change::DeleteInstance(name.clone())],
+                fence: None,
             })
             .await;
         match committed {
@@ -159,50 +167,98 @@ impl Service {
     pub fn instance(&self, name: &InstanceName) -> Result<InstanceView, ServiceError> {
         self.registry
             .get(name)
+            .map(|view| self.with_owner(view))
             .ok_or_else(|| ServiceError::not_found(name))
     }
 
     pub fn instances(&self) -> Vec<InstanceView> {
-        self.registry.list()
+        self.registry
+            .list()
+            .into_iter()
+            .map(|view| self.with_owner(view))
+            .collect()
     }
 
-    /// Starts the actor and remembers that it should run.
-    pub async fn connect(&self, name: &InstanceName) -> Result<ConnectionState, ServiceError> {
+    /// The cluster's nodes (empty on a single node).
+    pub async fn cluster_nodes(&self) -> Result<Vec<crate::cluster::NodeView>, ServiceError> {
+        match &self.cluster {
+            Some(cluster) => Ok(cluster.nodes().await?),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Fills in which cluster node drives the instance.
+    fn with_owner(&self, mut view: InstanceView) -> InstanceView {
+        if let Some(cluster) = &self.cluster {
+            view.owner = cluster.owner(&view.instance_name);
+        }
+        view
+    }
+
+    /// Starts the actor and remembers that it should run. In a cluster,
+    /// the node driving the instance is asked to as well (`Some`: whether
+    /// it took the command).
+    pub async fn connect(
+        &self,
+        name: &InstanceName,
+    ) -> Result<(ConnectionState, Option<Forwarded>), ServiceError> {
         let supervisor = self.registry.supervisor(name)?;
         self.set_enabled(name, true).await?;
         supervisor
             .connect()
             .await
             .map_err(|_| ServiceError::not_found(name))?;
+        let forwarded = self.forward(name, "connect").await?;
         // Give a fast driver the chance to report `open` in this answer.
         supervisor
             .wait_for(SETTLE, |s| s != ConnectionState::Connecting)
             .await;
-        Ok(supervisor.state())
+        Ok((supervisor.state(), forwarded))
     }
 
     /// Stops the actor and remembers that it should not run; data is kept.
-    pub async fn logout(&self, name: &InstanceName) -> Result<ConnectionState, ServiceError> {
+    pub async fn logout(
+        &self,
+        name: &InstanceName,
+    ) -> Result<(ConnectionState, Option<Forwarded>), ServiceError> {
         let supervisor = self.registry.supervisor(name)?;
         self.set_enabled(name, false).await?;
         supervisor
             .logout()
             .await
             .map_err(|_| ServiceError::not_found(name))?;
-        Ok(supervisor.state())
+        let forwarded = self.forward(name, "logout").await?;
+        Ok((supervisor.state(), forwarded))
     }
 
-    pub async fn restart(&self, name: &InstanceName) -> Result<ConnectionState, ServiceError> {
+    pub async fn restart(
+        &self,
+        name: &InstanceName,
+    ) -> Result<(ConnectionState, Option<Forwarded>), ServiceError> {
         let supervisor = self.registry.supervisor(name)?;
         self.set_enabled(name, true).await?;
         supervisor
             .restart()
             .await
             .map_err(|_| ServiceError::not_found(name))?;
+        let forwarded = self.forward(name, "restart").await?;
         supervisor
             .wait_for(SETTLE, |s| s != ConnectionState::Connecting)
             .await;
-        Ok(supervisor.state())
+        Ok((supervisor.state(), forwarded))
+    }
+
+    /// Asks the node driving the instance to run a lifecycle command, when
+    /// that is not this node.
+    async fn forward(
+        &self,
+        name: &InstanceName,
+        kind: &str,
+    ) -> Result<Option<Forwarded>, ServiceError> {
+        match &self.cluster {
+            Some(cluster) => Ok(cluster.forward(name, kind).await?),
+            None => Ok(None),
+        }
     }
 
     async fn set_enabled(&self, name: &InstanceName, enabled: bool) -> Result<(), ServiceError> {
@@ -216,6 +272,7 @@ impl Service {
                     name: name.clone(),
                     enabled,
                 }],
+                fence: None,
             })
             .await?;
         self.registry.update(name, |row| row.enabled = enabled);
@@ -245,6 +302,7 @@ impl Service {
             .append(Job {
                 events: vec![data.clone().into_event(name)],
                 changes: Vec::new(),
+                fence: None,
             })
             .await?;
         Ok(data)
@@ -267,6 +325,7 @@ impl Service {
                     name: name.clone(),
                     settings,
                 }],
+                fence: None,
             })
             .await?;
         self.registry.update(name, |row| row.websocket = settings);
@@ -297,6 +356,7 @@ impl Service {
                     name: name.clone(),
                     retention,
                 }],
+                fence: None,
             })
             .await?;
         self.registry.update(name, |row| row.retention = retention);

@@ -27,6 +27,7 @@ pub use ussd::{DEFAULT_USSD_TIMEOUT, USSD_TIMEOUT_MS};
 pub use webhooks::{SecretChange, SetWebhook, WebhookView};
 
 use crate::{
+    cluster::Cluster,
     config::Settings,
     domain::{InstanceName, NumberRules},
     hub::Hub,
@@ -102,6 +103,8 @@ pub struct Service {
     group_locks: parking_lot::Mutex<HashMap<InstanceName, Arc<tokio::sync::Mutex<()>>>>,
     /// Serializes settings changes (read, change, commit), see `settings`.
     settings_lock: tokio::sync::Mutex<()>,
+    /// The cluster this node belongs to (PostgreSQL); `None` on one node.
+    cluster: Option<Arc<Cluster>>,
 }
 
 impl Service {
@@ -120,7 +123,18 @@ impl Service {
             settings,
             group_locks: parking_lot::Mutex::new(HashMap::new()),
             settings_lock: tokio::sync::Mutex::new(()),
+            cluster: None,
         }
+    }
+
+    /// Makes the API answer for a cluster node (owners, `/cluster/nodes`).
+    pub fn with_cluster(mut self, cluster: Option<Arc<Cluster>>) -> Service {
+        self.cluster = cluster;
+        self
+    }
+
+    pub fn cluster(&self) -> Option<&Arc<Cluster>> {
+        self.cluster.as_ref()
     }
 
     pub fn registry(&self) -> &Arc<Registry> {

@@ -53,6 +53,7 @@ impl Service {
                     name: name.clone(),
                     settings: settings.clone(),
                 }],
+                fence: None,
             })
             .await?;
         self.registry.set_settings(name, settings.clone());

@@ -95,6 +95,7 @@ impl Service {
                 changes: vec![Change::SetWebhook {
                     webhook: row.clone(),
                 }],
+                fence: None,
             })
             .await?;
         self.webhooks.start(row);

@@ -29,8 +29,8 @@ pub(super) async fn apply_changes(tx: &mut Tx<'_>, changes: &[Change]) -> Result
                     Stmt::new(
                         "INSERT INTO instances \
                          (name, id, driver, key_hash, enabled, ws_enabled, ws_events, created_us, \
-                          retention_age_secs, retention_events) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                          retention_age_secs, retention_events, node) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
                     )
                     .bind(row.name.as_str())
                     .bind(row.id.to_string())
@@ -41,7 +41,8 @@ pub(super) async fn apply_changes(tx: &mut Tx<'_>, changes: &[Change]) -> Result
                     .bind(topic_mask(row.websocket.events))
                     .bind(to_micros(row.created_at))
                     .bind(opt_i64(row.retention.max_age_secs))
-                    .bind(opt_i64(row.retention.max_events)),
+                    .bind(opt_i64(row.retention.max_events))
+                    .bind(row.node.as_deref()),
                 )
                 .await
                 .map_err(|e| match e {
@@ -56,6 +57,13 @@ pub(super) async fn apply_changes(tx: &mut Tx<'_>, changes: &[Change]) -> Result
                     .execute(Stmt::new("DELETE FROM instances WHERE name = $1").bind(name.as_str()))
                     .await?;
                 not_found(deleted, || format!("instance '{name}' not found"))?;
+                // A driver still running somewhere under the old lease is
+                // fenced out at once: its token is stale from now on.
+                tx.execute(
+                    Stmt::new("UPDATE leases SET token = token + 1 WHERE instance = $1")
+                        .bind(name.as_str()),
+                )
+                .await?;
                 for table in [
                     "outbox",
                     "groups",

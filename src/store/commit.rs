@@ -13,6 +13,13 @@
 //! `BEGIN IMMEDIATE`, which takes the database's single write lock
 //! ([`Pool::begin_write`], [`Dialect::lock_rows`]).
 //!
+//! # Invariant 3 is kept here too
+//!
+//! A job with a [`Fence`] (every write of a driver running under a lease)
+//! is committed only if its lease still holds, checked in this transaction
+//! with the lease row locked until it commits (`cluster.rs`); otherwise it
+//! fails with [`StoreError::Fenced`] and writes nothing.
+//!
 //! # One job's failure is that job's alone
 //!
 //! A job whose changes fail (a name already taken, a message gone, a value
@@ -29,6 +36,7 @@ use std::collections::HashMap;
 
 use super::{
     changes::apply_changes,
+    cluster::{self, Fence},
     db::{Dialect, Pool, Stmt, Tx},
     Batch, Committed, Job, StoreError,
 };
@@ -112,7 +120,29 @@ pub(super) async fn commit(
 
     let mut outcomes = Vec::with_capacity(jobs.len());
     let mut rows: Vec<EventRow> = Vec::with_capacity(jobs.iter().map(|j| j.events.len()).sum());
+    // Invariant 3: each fence is checked once per batch, in this
+    // transaction, with its lease row locked until the commit.
+    let mut fences: Vec<(&Fence, Result<(), StoreError>)> = Vec::new();
     for job in jobs {
+        if let Some(fence) = &job.fence {
+            let verdict = match fences.iter().find(|(f, _)| *f == fence) {
+                Some((_, verdict)) => verdict.clone(),
+                None => {
+                    let verdict = cluster::check(&mut tx, fence).await;
+                    if let Err(err) = &verdict {
+                        if err.is_outage() {
+                            return Err(err.clone());
+                        }
+                    }
+                    fences.push((fence, verdict.clone()));
+                    verdict
+                }
+            };
+            if let Err(err) = verdict {
+                outcomes.push(Err(err));
+                continue;
+            }
+        }
         if isolation == Isolation::Batch && job.changes.is_empty() {
             let job_rows = heads.assign(job);
             outcomes.push(Ok(committed(&job_rows)));
@@ -148,6 +178,16 @@ pub(super) async fn commit(
             Stmt::new("UPDATE log_head SET last_id = $1 WHERE singleton").bind(heads.last_id),
         )
         .await?;
+        if dialect == Dialect::Postgres {
+            // Delivered when (and only if) this commits: other nodes' tailers
+            // wake up instead of waiting for their next poll.
+            tx.execute(
+                Stmt::new("SELECT pg_notify($1, $2)")
+                    .bind(cluster::EVENTS_CHANNEL)
+                    .bind(heads.last_id.to_string()),
+            )
+            .await?;
+        }
         // Instances whose only job failed keep the value they had (or get
         // no row at all). `WHERE true` keeps SQLite from reading the
         // upsert's ON as a join's.

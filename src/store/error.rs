@@ -9,6 +9,7 @@
 //! | [`NotFound`](StoreError::NotFound) | the row a change refers to is gone | stop asking | 404 |
 //! | [`Rejected`](StoreError::Rejected) | the database refuses a value of this job (text with U+0000 on PostgreSQL, a value too large) | fix the request | 400 |
 //! | [`Internal`](StoreError::Internal) | a bug or an unreadable row | nothing; it is logged | 500 |
+//! | [`Fenced`](StoreError::Fenced) | a driver's write after its node lost the instance's lease | stop the driver | 503 |
 //!
 //! Which database codes fall in which class is backend knowledge, so the
 //! tables are in `postgres.rs` and `sqlite.rs` ([`Class`] is their answer).
@@ -57,6 +58,11 @@ pub enum StoreError {
     /// The event log writer has stopped (the server is shutting down).
     #[error("the event log is shut down")]
     Closed,
+    /// The job carried a [`Fence`](super::Fence) that no longer holds: this
+    /// node lost the instance's lease, so its driver must stop (invariant
+    /// 3). Nothing of the job was written.
+    #[error("fenced: {0}")]
+    Fenced(String),
 }
 
 /// Which class a database error code belongs to (see the module table).

@@ -24,7 +24,7 @@ use std::sync::{
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
-use super::{Committed, Isolation, Job, LogQuery, Store, StoreError};
+use super::{Committed, Fence, Isolation, Job, LogQuery, Store, StoreError};
 use crate::event::{Event, TopicSet};
 
 /// Jobs waiting for the writer; callers wait when it is full (backpressure).
@@ -38,11 +38,24 @@ const MAX_BATCH_EVENTS: usize = 8192;
 pub trait Publish: Send + Sync + 'static {
     /// Hands over committed events, in id order. Must not wait.
     fn publish(&self, events: &[Event]);
+    /// Hands over one committed batch: `previous_head` was the log head
+    /// just before it, so whoever also reads the log can tell whether
+    /// anything lies between what it published and this batch.
+    fn publish_batch(&self, previous_head: i64, events: &[Event]) {
+        let _ = previous_head;
+        self.publish(events);
+    }
     /// The id of the newest event published so far.
     fn last_published(&self) -> i64;
     /// Tells every consumer to catch up from the log, for when some
     /// committed events cannot be handed over directly.
     fn resync_all(&self);
+    /// Whether it reads events it was not handed from the log itself (a
+    /// cluster node's tailer does): then the writer does not read back
+    /// events other writers committed before its batch.
+    fn fills_gaps(&self) -> bool {
+        false
+    }
 }
 
 type Reply = oneshot::Sender<Result<Vec<Committed>, StoreError>>;
@@ -53,6 +66,9 @@ pub struct EventLog {
     jobs: mpsc::Sender<(Job, Option<Reply>)>,
     store: Store,
     stats: Arc<LogStats>,
+    /// Stamped on every job appended through this handle: a driver's
+    /// handle carries its lease's fence (see [`EventLog::fenced`]).
+    fence: Option<Fence>,
 }
 
 /// Counters for `/metrics` and the benchmarks.
@@ -85,17 +101,54 @@ impl EventLog {
             jobs: tx,
             store,
             stats,
+            fence: None,
         }
+    }
+
+    /// A handle whose every job carries `fence` (`None`: unfenced), for a
+    /// driver running under a lease.
+    pub fn fenced(&self, fence: Option<Fence>) -> EventLog {
+        EventLog {
+            fence,
+            ..self.clone()
+        }
+    }
+
+    /// The fence this handle's jobs carry.
+    pub fn fence(&self) -> Option<&Fence> {
+        self.fence.as_ref()
+    }
+
+    /// Puts the handle's fence on a job, or refuses it at once when this
+    /// node's own clock says the lease is gone (a node that was paused
+    /// past its lease learns it here before it reaches the database).
+    fn stamp(&self, mut job: Job) -> Result<Job, StoreError> {
+        if let Some(fence) = &self.fence {
+            if !fence.valid() {
+                return Err(StoreError::Fenced(format!(
+                    "the lease of '{}' ran out on node '{}'",
+                    fence.key, fence.node
+                )));
+            }
+            job.fence = Some(fence.clone());
+        }
+        Ok(job)
     }
 
     /// Appends a job and waits until it is committed (or failed).
     pub async fn append(&self, job: Job) -> Result<Vec<Committed>, StoreError> {
+        let job = self.stamp(job)?;
         let (tx, rx) = oneshot::channel();
         self.jobs
             .send((job, Some(tx)))
             .await
             .map_err(|_| StoreError::Closed)?;
-        rx.await.map_err(|_| StoreError::Closed)?
+        let answer = rx.await.map_err(|_| StoreError::Closed)?;
+        if let (Err(StoreError::Fenced(_)), Some(fence)) = (&answer, &self.fence) {
+            // The database says the lease is gone: so does this node now.
+            fence.revoke();
+        }
+        answer
     }
 
     /// Queues a job and returns once it is queued; the receiver tells how the
@@ -104,6 +157,7 @@ impl EventLog {
         &self,
         job: Job,
     ) -> Result<oneshot::Receiver<Result<Vec<Committed>, StoreError>>, StoreError> {
+        let job = self.stamp(job)?;
         let (tx, rx) = oneshot::channel();
         self.jobs
             .send((job, Some(tx)))
@@ -185,11 +239,11 @@ async fn run(
                     .fetch_max(batch.events.len() as u64, Ordering::Relaxed);
                 // Committed events nobody published (a commit whose answer
                 // was lost in an outage, or another writer) go out first.
-                if batch.previous_head > published {
+                if batch.previous_head > published && !hub.fills_gaps() {
                     publish_missed(&store, hub.as_ref(), published, batch.previous_head).await;
                 }
                 // Visible only now that it is durable.
-                hub.publish(&batch.events);
+                hub.publish_batch(batch.previous_head, &batch.events);
                 if let Some(last) = batch.events.last() {
                     published = last.id;
                 } else {

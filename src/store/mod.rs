@@ -18,6 +18,8 @@
 //!   savepoint per job with changes makes one job's failure that job's
 //!   alone.
 //! - `changes.rs`: what each [`Change`] writes, written once.
+//! - `cluster.rs`: node heartbeats, leases and the [`Fence`] a driver's
+//!   jobs carry (checked by `commit.rs` in the batch's transaction).
 //! - `log.rs`: the batching writer; a batch that fails on one job's content
 //!   is committed again with a savepoint per job, so only an outage fails
 //!   every job.
@@ -38,6 +40,7 @@
 //! confines the `match` to `db.rs`.
 
 mod changes;
+mod cluster;
 mod commit;
 mod db;
 mod error;
@@ -59,6 +62,7 @@ use rows::{
     part_from_row, webhook_from_row, GroupTuple,
 };
 
+pub use cluster::{Fence, LeaseRow, NodeRow};
 pub use commit::Isolation;
 pub use error::{Cause, StoreError};
 pub use log::{EventLog, Publish};
@@ -67,6 +71,11 @@ pub use model::*;
 /// The `outbox_parts` columns as [`rows::PartTuple`] reads them.
 const SELECT_PARTS: &str = "SELECT message_id, instance, part, total, reference, recipient, \
                             status, sent_us FROM outbox_parts";
+
+/// The `instances` columns as [`rows::InstanceTuple`] reads them.
+const SELECT_INSTANCES: &str = "SELECT name, id, driver, key_hash, enabled, ws_enabled, \
+                                ws_events, created_us, retention_age_secs, retention_events, \
+                                settings, node FROM instances";
 
 /// How long `/ready` waits for the database to answer.
 const PING_TIMEOUT: Duration = Duration::from_secs(2);
@@ -159,10 +168,20 @@ impl Store {
     }
 
     pub async fn load_instances(&self) -> Result<Vec<InstanceRow>, StoreError> {
-        let sql = "SELECT name, id, driver, key_hash, enabled, ws_enabled, ws_events, created_us, \
-                          retention_age_secs, retention_events, settings \
-                   FROM instances ORDER BY created_us, name";
+        let sql = format!("{SELECT_INSTANCES} ORDER BY created_us, name");
         self.read(Stmt::new(sql), instance_from_row).await
+    }
+
+    /// One stored instance, if it exists.
+    pub async fn load_instance(
+        &self,
+        name: &InstanceName,
+    ) -> Result<Option<InstanceRow>, StoreError> {
+        let sql = format!("{SELECT_INSTANCES} WHERE name = $1");
+        Ok(self
+            .read(Stmt::new(sql).bind(name.as_str()), instance_from_row)
+            .await?
+            .pop())
     }
 
     /// Messages of one instance still waiting to be sent, oldest first.

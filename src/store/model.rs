@@ -158,6 +158,9 @@ pub struct InstanceRow {
     pub created_at: DateTime<Utc>,
     /// What the instance does on its own (`settings/set`).
     pub settings: InstanceSettings,
+    /// The node it must run on (a serial port lives on one host); `None`:
+    /// any live node.
+    pub node: Option<String>,
 }
 
 /// An outgoing message in the outbox.
@@ -188,6 +191,10 @@ pub struct GroupRow {
 pub struct Job {
     pub events: Vec<NewEvent>,
     pub changes: Vec<Change>,
+    /// Set on every write of a driver running under a lease: the job
+    /// commits only if the lease still holds (checked in the same
+    /// transaction), else it fails with [`StoreError::Fenced`].
+    pub fence: Option<super::Fence>,
 }
 
 /// What a committed batch did.

@@ -20,6 +20,11 @@ pub(super) async fn connect(url: &str, max_connections: u32) -> anyhow::Result<P
     let options: PgConnectOptions = url
         .parse()
         .context("database.url is not a valid PostgreSQL URL")?;
+    // A node paused or cut off in the middle of a transaction (holding the
+    // log head, or a lease row) must not stop every other node's commits
+    // for longer than this: the server ends such a session. Our own
+    // transactions never sit idle between statements.
+    let options = options.options([("idle_in_transaction_session_timeout", "5000")]);
     let pool = pool_options(max_connections)
         .connect_with(options)
         .await

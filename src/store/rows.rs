@@ -22,7 +22,7 @@ pub(super) fn to_micros(ts: DateTime<Utc>) -> i64 {
     ts.timestamp_micros()
 }
 
-fn from_micros(us: i64) -> DateTime<Utc> {
+pub(super) fn from_micros(us: i64) -> DateTime<Utc> {
     Utc.timestamp_micros(us).single().unwrap_or_default()
 }
 
@@ -90,7 +90,8 @@ pub(super) fn event_from_row(
 }
 
 /// An `instances` row: `name, id, driver, key_hash, enabled, ws_enabled,
-/// ws_events, created_us, retention_age_secs, retention_events, settings`.
+/// ws_events, created_us, retention_age_secs, retention_events, settings,
+/// node`.
 pub(super) type InstanceTuple = (
     String,
     String,
@@ -103,10 +104,24 @@ pub(super) type InstanceTuple = (
     Option<i64>,
     Option<i64>,
     Option<String>,
+    Option<String>,
 );
 
 pub(super) fn instance_from_row(
-    (raw, id, driver, key_hash, enabled, ws_enabled, ws_events, created_us, age, events, settings): InstanceTuple,
+    (
+        raw,
+        id,
+        driver,
+        key_hash,
+        enabled,
+        ws_enabled,
+        ws_events,
+        created_us,
+        age,
+        events,
+        settings,
+        node,
+    ): InstanceTuple,
 ) -> Result<InstanceRow, StoreError> {
     let what = || format!("instance '{raw}' is unreadable");
     Ok(InstanceRow {
@@ -130,6 +145,7 @@ pub(super) fn instance_from_row(
             }
             None => InstanceSettings::default(),
         },
+        node,
     })
 }
 

@@ -104,6 +104,13 @@ pub struct Webhooks {
     shutdown: CancellationToken,
     tracker: TaskTracker,
     stats: Arc<WebhookStats>,
+    /// In a cluster, the instances whose webhook this node delivers (it
+    /// holds the `webhook:<instance>` lease), so each event is delivered
+    /// by one node; `None`: a single node delivers every webhook.
+    leased: Mutex<Option<std::collections::HashSet<InstanceName>>>,
+    /// Asks the cluster for a renew now: a webhook was set here that this
+    /// node does not deliver yet (it may be the one to take its lease).
+    lease_wanted: Mutex<Option<Arc<tokio::sync::Notify>>>,
 }
 
 impl Webhooks {
@@ -136,7 +143,84 @@ impl Webhooks {
             shutdown,
             tracker,
             stats: Arc::new(WebhookStats::default()),
+            leased: Mutex::new(None),
+            lease_wanted: Mutex::new(None),
         })
+    }
+
+    /// From now on, a webhook is delivered only while this node holds its
+    /// lease ([`Webhooks::set_leased`]).
+    pub fn require_leases(&self, lease_wanted: Arc<tokio::sync::Notify>) {
+        *self.lease_wanted.lock() = Some(lease_wanted);
+        let mut leased = self.leased.lock();
+        if leased.is_none() {
+            *leased = Some(Default::default());
+        }
+        drop(leased);
+        let running: Vec<InstanceName> = self.workers.lock().keys().cloned().collect();
+        for instance in running {
+            if let Some(worker) = self.workers.lock().remove(&instance) {
+                worker.stop.cancel();
+            }
+        }
+    }
+
+    /// Starts or stops delivering an instance's webhook as this node gains
+    /// or loses its lease. A node that gains it continues from the cursor
+    /// stored by the previous one.
+    pub async fn set_leased(&self, instance: &InstanceName, held: bool) -> Result<(), StoreError> {
+        if let Some(leased) = self.leased.lock().as_mut() {
+            if held {
+                leased.insert(instance.clone());
+            } else {
+                leased.remove(instance);
+            }
+        }
+        if held {
+            let row = self
+                .store
+                .webhooks()
+                .await?
+                .into_iter()
+                .find(|row| &row.instance == instance);
+            if let Some(row) = row {
+                self.start(row);
+            }
+        } else if let Some(worker) = self.workers.lock().remove(instance) {
+            worker.stop.cancel();
+        }
+        Ok(())
+    }
+
+    /// Applies webhooks set, changed or removed on other nodes.
+    pub async fn reconcile(&self) -> Result<(), StoreError> {
+        let stored = self.store.webhooks().await?;
+        let same = |a: &WebhookRow, b: &WebhookRow| {
+            WebhookRow {
+                cursor: 0,
+                ..a.clone()
+            } == WebhookRow {
+                cursor: 0,
+                ..b.clone()
+            }
+        };
+        for row in &stored {
+            let known = self.config(&row.instance);
+            if !known.is_some_and(|known| same(&known, row)) {
+                self.start(row.clone());
+            }
+        }
+        let gone: Vec<InstanceName> = self
+            .configs
+            .lock()
+            .keys()
+            .filter(|name| !stored.iter().any(|row| &row.instance == *name))
+            .cloned()
+            .collect();
+        for name in gone {
+            self.remove(&name);
+        }
+        Ok(())
     }
 
     /// Starts a worker for every stored, enabled webhook.
@@ -163,6 +247,19 @@ impl Webhooks {
             .lock()
             .insert(row.instance.clone(), row.clone());
         if !row.enabled {
+            return;
+        }
+        if self
+            .leased
+            .lock()
+            .as_ref()
+            .is_some_and(|leased| !leased.contains(&row.instance))
+        {
+            // The node holding its lease delivers it (maybe this one, once
+            // the cluster's next renew takes it).
+            if let Some(wake) = self.lease_wanted.lock().as_ref() {
+                wake.notify_one();
+            }
             return;
         }
         let status = Arc::new(Mutex::new(Status {
@@ -222,11 +319,21 @@ impl Webhooks {
         self.configs.lock().get(instance).cloned()
     }
 
+    /// A webhook's delivery status: its worker's, or (where no worker runs:
+    /// another cluster node delivers it) what the stored row says.
     pub fn status(&self, instance: &InstanceName) -> Option<Status> {
-        self.workers
+        let running = self
+            .workers
             .lock()
             .get(instance)
-            .map(|w| w.status.lock().clone())
+            .map(|w| w.status.lock().clone());
+        running.or_else(|| {
+            self.config(instance).map(|row| Status {
+                cursor: row.cursor,
+                stopped: row.stopped,
+                ..Status::default()
+            })
+        })
     }
 
     /// Where a webhook continues from: its worker's progress, if it has one.

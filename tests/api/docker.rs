@@ -47,6 +47,24 @@ fn the_compose_file_runs_switchboard_on_a_healthy_postgres() {
 
     let build = &app["build"];
     assert_eq!(build["dockerfile"], "docker/Dockerfile");
+
+    // The `cluster` profile adds a second node on the same database, with
+    // its own node id and data volume.
+    let second = &services["switchboard-b"];
+    assert_eq!(second["profiles"], serde_json::json!(["cluster"]));
+    assert_eq!(
+        second["environment"]["DATABASE_URL"], app["environment"]["DATABASE_URL"],
+        "both nodes share one PostgreSQL"
+    );
+    assert_ne!(
+        second["environment"]["SWITCHBOARD__CLUSTER__NODE_ID"],
+        app["environment"]["SWITCHBOARD__CLUSTER__NODE_ID"]
+    );
+    assert_ne!(second["volumes"], app["volumes"]);
+    assert_eq!(
+        second["depends_on"]["postgres"]["condition"],
+        "service_healthy"
+    );
 }
 
 #[test]

@@ -525,6 +525,7 @@ pub async fn append_messages(
         log.append(Job {
             events,
             changes: Vec::new(),
+            fence: None,
         })
         .await
         .expect("append");
@@ -542,6 +543,7 @@ pub async fn append_marker(log: &EventLog, instance: &str, payload: impl Payload
         .append(Job {
             events: vec![payload.into_event(&name)],
             changes: Vec::new(),
+            fence: None,
         })
         .await
         .expect("append the marker");

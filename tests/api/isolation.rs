@@ -144,6 +144,7 @@ fn messages(instance: &str, content: &str, count: usize) -> Job {
     Job {
         events,
         changes: Vec::new(),
+        fence: None,
     }
 }
 
@@ -173,6 +174,7 @@ fn queued_message(instance: &str, body: &str) -> Job {
             error: None,
             created_at: Utc::now(),
         })],
+        fence: None,
     }
 }
 

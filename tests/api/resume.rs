@@ -244,7 +244,7 @@ on_both_backends! {
             .collect();
         app.log
             .store()
-            .commit(&[Job { events, changes: Vec::new() }], Isolation::Batch)
+            .commit(&[Job { events, changes: Vec::new(), fence: None }], Isolation::Batch)
             .await
             .expect("direct commit");
         append_messages(&app.log, "alpha", 2, 2, 10).await;

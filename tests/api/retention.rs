@@ -61,7 +61,7 @@ on_both_backends! {
         }
         .into_event(&beta);
         old.timestamp -= chrono::Duration::hours(1);
-        app.log.append(Job { events: vec![old], changes: Vec::new() }).await.expect("append");
+        app.log.append(Job { events: vec![old], changes: Vec::new(), fence: None }).await.expect("append");
 
         wait_for("retention to run", Duration::from_secs(30), async || {
             let alpha = app.read_log("&instance=alpha&events=message").await;

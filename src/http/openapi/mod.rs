@@ -272,7 +272,7 @@ fn docs_asset(file: &str) -> Result<HttpResponse, ApiError> {
         super::settings::set, super::settings::find,
         token::mint,
         events::read,
-        health::health, health::ready, health::metrics,
+        health::health, health::ready, health::metrics, super::cluster::nodes,
         websocket, websocket_instance, root, event_stream, event_stream_preflight,
         openapi_json, docs_redirect, docs_index, docs_file,
         super::dashboard::index, super::dashboard::file, super::dashboard::built,

@@ -113,6 +113,7 @@ impl Gsm<'_> {
         let mut job = Job {
             events: vec![event.into_event(&self.ctx.instance)],
             changes: Vec::new(),
+            fence: None,
         };
         if let Some(with) = with {
             job.events.extend(with.events);

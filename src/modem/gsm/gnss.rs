@@ -47,6 +47,7 @@ impl Gsm<'_> {
             .append(Job {
                 events: vec![event.into_event(&self.ctx.instance)],
                 changes: Vec::new(),
+                fence: None,
             })
             .await
         {

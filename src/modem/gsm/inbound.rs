@@ -141,7 +141,16 @@ impl Gsm<'_> {
             instance: self.ctx.instance.clone(),
             digest: digest(&self.ctx.instance, hex),
         });
-        match self.ctx.log.append(Job { events, changes }).await {
+        match self
+            .ctx
+            .log
+            .append(Job {
+                events,
+                changes,
+                fence: None,
+            })
+            .await
+        {
             Ok(_) => Settled::Done,
             // Committed by an earlier run that did not get to delete it.
             Err(StoreError::Conflict(_)) => Settled::Done,
@@ -264,6 +273,7 @@ impl Gsm<'_> {
                     reference: key.1,
                     total: key.2,
                 }],
+                fence: None,
             };
             match self.ctx.log.append(job).await {
                 Ok(_) => {

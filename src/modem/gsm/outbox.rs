@@ -121,6 +121,9 @@ impl Gsm<'_> {
             if done.iter().any(|p| p.part == u32::from(part.part)) {
                 continue;
             }
+            // Invariant 3: nothing goes to the modem unless this node still
+            // holds the instance's lease (a fenced commit, then its clock).
+            self.ctx.claim_send().await?;
             let command = format!("AT+CMGS={}", part.tpdu_len);
             let result = self
                 .at
@@ -212,6 +215,7 @@ impl Gsm<'_> {
             .append(Job {
                 events: vec![event.into_event(&self.ctx.instance)],
                 changes,
+                fence: None,
             })
             .await
         {
@@ -246,6 +250,7 @@ impl Gsm<'_> {
                 status: DeliveryStatus::Failed,
                 error: Some(error),
             }],
+            fence: None,
         };
         match self.ctx.log.append(job).await {
             Ok(_) | Err(StoreError::NotFound(_)) => Ok(()),

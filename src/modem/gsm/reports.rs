@@ -63,6 +63,7 @@ impl Gsm<'_> {
                 part: part.part,
                 status,
             }],
+            fence: None,
         };
         let mut settle = |status: DeliveryStatus, error: Option<String>, done: u32| {
             let counts = counts(done);

@@ -164,6 +164,7 @@ impl Gsm<'_> {
         let job = Job {
             events: vec![data.clone().into_event(&self.ctx.instance)],
             changes: Vec::new(),
+            fence: None,
         };
         match self.ctx.append(job).await {
             Ok(()) => Ok(data),
