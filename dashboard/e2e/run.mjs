@@ -407,20 +407,41 @@ try {
   await shot(page, "metrics");
   ok(step);
 
-  step = "cluster, pools and message history say when the server lacks them";
-  tolerated = [/status of 404/];
+  step = "the cluster's nodes, and pools when the server lacks them";
   await go(page, "#/cluster");
   await heading(page, "Cluster");
-  await page.getByText("Not available on this server.").waitFor();
+  const nodeRow = page.locator("tr[data-node]");
+  await until("this node's row", async () => (await nodeRow.count()) === 1);
+  assert.match(await nodeRow.textContent(), /alive/);
+  await until("alpha on this node", async () => (await nodeRow.getByRole("link", { name: "alpha", exact: true }).count()) === 1);
   await shot(page, "cluster");
+  tolerated = [/status of 404/];
   await go(page, "#/pools");
   await heading(page, "Pools");
   await page.getByText("Not available on this server.").waitFor();
+  await shot(page, "pools");
+  tolerated = [];
+  ok(step);
+
+  step = "message history: the list, its filters and one message";
   await go(page, `#/message/alpha/${messageId}`);
   await heading(page, "Message history");
-  await page.getByText("Not available on this server.").waitFor();
+  await until("its status", async () => (await page.getByTestId("message-status").textContent()) === "delivered");
+  assert.match(await page.locator("main").textContent(), /hello from the dashboard/);
   await shot(page, "message-history");
-  tolerated = [];
+  await go(page, "#/messages/alpha");
+  await heading(page, "Messages");
+  const listed = page.locator(`tr[data-message="${messageId}"]`);
+  await listed.waitFor({ timeout: WAIT });
+  assert.equal(await listed.getAttribute("data-status"), "delivered");
+  await page.getByLabel("Direction").selectOption("incoming");
+  await page.getByRole("button", { name: "Show" }).click();
+  await until("only incoming messages", async () => {
+    const statuses = await page.locator("tbody tr[data-message]").evaluateAll((rows) => rows.map((r) => r.getAttribute("data-status")));
+    return statuses.length > 0 && statuses.every((s) => s === "received");
+  });
+  await shot(page, "messages");
+  await listed.waitFor({ state: "detached" });
   ok(step);
 
   step = "delete asks first";
@@ -503,6 +524,17 @@ try {
   await go(own, "#/instance/alpha");
   await heading(own, /alpha/);
   await own.getByTestId("retention").waitFor();
+  await go(own, "#/messages");
+  await heading(own, "Messages");
+  await own.locator('tr[data-status="delivered"]').first().waitFor({ timeout: WAIT });
+  assert.equal(await own.locator("#history-instance").count(), 0, "one instance: nothing to choose");
+  await shot(own, "instance-key-messages");
+  await go(own, "#/cluster");
+  await heading(own, "Cluster");
+  await until("the node row", async () => (await own.locator("tr[data-node]").count()) === 1);
+  const ownLinks = await own.locator("tr[data-node] a").allTextContents();
+  assert.deepEqual(ownLinks, ["alpha"], "only its own instance on the node");
+  await shot(own, "instance-key-cluster");
   ok(step);
 
   assert.deepEqual(problems, [], "the pages logged no errors");

@@ -5,9 +5,11 @@ import { ScreenTitle } from "./components/ui";
 import { href, useRoute } from "./router";
 import { Create } from "./screens/Create";
 import { Events } from "./screens/Events";
-import { Cluster, Message, Pools } from "./screens/Future";
+import { Cluster } from "./screens/Cluster";
+import { Pools } from "./screens/Future";
 import { Instance } from "./screens/Instance";
 import { Instances } from "./screens/Instances";
+import { Message, Messages } from "./screens/Messages";
 import { Metrics } from "./screens/Metrics";
 import { Send } from "./screens/Send";
 import { SignIn } from "./screens/SignIn";
@@ -22,8 +24,7 @@ const NAV: { route: string; label: string; admin?: boolean }[] = [
   { route: "send", label: "Send" },
   { route: "messages", label: "Messages" },
   { route: "metrics", label: "Metrics", admin: true },
-  // SLOTS: the cluster (issue 11) and the gateway's pools (issue 12).
-  { route: "cluster", label: "Cluster", admin: true },
+  { route: "cluster", label: "Cluster" },
   { route: "pools", label: "Pools" },
 ];
 
@@ -50,9 +51,9 @@ function Screen(props: { route: string[] }) {
     case "pools":
       return <Pools />;
     case "messages":
-      return <Message instance={a} />;
+      return <Messages key={a} instance={a} />;
     case "message":
-      return <Message key={`${a}/${b}`} instance={a} id={b} />;
+      return <Message key={`${a}/${b}`} instance={a ?? ""} id={b ?? ""} />;
     default:
       return (
         <main id="main">

@@ -1,13 +1,10 @@
-// SLOTS: the screens for the cluster (issue 11) and the gateway (issue 12).
+// SLOT: the screen for the gateway's pools (issue 12).
 // Each asks its route; a 404 `no route` means this server does not have the
 // API yet and says so, anything else is shown as the server answered.
 import { useEffect, useState } from "preact/hooks";
 import { get, isMissingRoute } from "../api";
 import { DataView, Notice, ScreenTitle, Unavailable } from "../components/ui";
 import { FUTURE } from "../future";
-import { href } from "../router";
-import { instances } from "../state";
-import { useStore } from "../store";
 
 type Load = { state: "loading" } | { state: "missing" } | { state: "error"; message: string } | { state: "ok"; value: unknown };
 
@@ -39,18 +36,6 @@ function Answer(props: { load: Load; what: string; route: string; issue: string 
   );
 }
 
-/** SLOT(cluster): nodes, their heartbeats and the instances each drives. */
-export function Cluster() {
-  const load = useRouteData(FUTURE.clusterNodes);
-  return (
-    <main id="main">
-      <ScreenTitle>Cluster</ScreenTitle>
-      <p class="muted">The nodes sharing this database, and which instances each one drives.</p>
-      <Answer load={load} what="The cluster view" route={`GET ${FUTURE.clusterNodes}`} issue="the cluster (issue 11)" />
-    </main>
-  );
-}
-
 /** SLOT(pools): pools, members, queue lengths, throttle and quota use. */
 export function Pools() {
   const load = useRouteData(FUTURE.pools);
@@ -59,33 +44,6 @@ export function Pools() {
       <ScreenTitle>Pools</ScreenTitle>
       <p class="muted">Groups of instances that share sending, with their queues, throttles and quotas.</p>
       <Answer load={load} what="The pools view" route={`GET ${FUTURE.pools}`} issue="the gateway (issue 12)" />
-    </main>
-  );
-}
-
-/** SLOT(message history): one message's parts, references and statuses,
- * or (without an id) an instance's messages. */
-export function Message(props: { instance?: string; id?: string }) {
-  const names = [...useStore(instances).keys()].sort();
-  const instance = props.instance ?? names[0];
-  const route = instance ? (props.id ? FUTURE.message(instance, props.id) : FUTURE.messages(instance)) : null;
-  const load = useRouteData(route);
-  return (
-    <main id="main">
-      <ScreenTitle>{props.id ? "Message history" : "Messages"}</ScreenTitle>
-      {props.id ? (
-        <p class="muted">
-          Message <code>{props.id}</code> of <a href={href("instance", instance ?? "")}>{instance}</a>: its parts, their
-          references and every status.
-        </p>
-      ) : (
-        <p class="muted">Messages of {instance ?? "an instance"}; open one from the events or the send screen.</p>
-      )}
-      {!route ? (
-        <p class="empty">No instance to show messages of.</p>
-      ) : (
-        <Answer load={load} what="Message history" route={props.id ? "GET /message/{instance}/{id}" : "GET /message/find/{instance}"} issue="the gateway (issue 12)" />
-      )}
     </main>
   );
 }
