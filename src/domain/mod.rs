@@ -12,6 +12,7 @@ pub mod key;
 pub mod modem_options;
 pub mod number;
 pub mod profile;
+pub mod schedule;
 pub mod secret;
 pub mod settings;
 pub mod text;
@@ -25,6 +26,7 @@ pub use modem_options::{
 };
 pub use number::{InvalidNumber, NumberRules, PhoneNumber, Region};
 pub use profile::{StreamProfile, UnknownProfile};
+pub use schedule::{Schedule, ScheduleRequest};
 pub use secret::WebhookSecret;
 pub use settings::{Retention, WebsocketSettings};
 pub use text::truncate;

@@ -18,6 +18,8 @@
 //!   savepoint per job with changes makes one job's failure that job's
 //!   alone.
 //! - `changes.rs`: what each [`Change`] writes, written once.
+//! - `outbox.rs`: the send loop's queries (claim the next message, find
+//!   claimed, expired and scheduled ones).
 //! - `log.rs`: the batching writer; a batch that fails on one job's content
 //!   is committed again with a savepoint per job, so only an outage fails
 //!   every job.
@@ -43,6 +45,7 @@ mod db;
 mod error;
 pub mod log;
 mod model;
+mod outbox;
 mod postgres;
 mod rows;
 mod sqlite;
@@ -55,8 +58,8 @@ use secrecy::{ExposeSecret, SecretString};
 use crate::{domain::InstanceName, event::Event};
 use db::{FromEither, Pool, Stmt};
 use rows::{
-    event_from_row, groups_from_rows, inbound_part_from_row, instance_from_row, outbox_from_row,
-    part_from_row, webhook_from_row, GroupTuple,
+    event_from_row, groups_from_rows, inbound_part_from_row, instance_from_row, part_from_row,
+    webhook_from_row, GroupTuple,
 };
 
 pub use commit::Isolation;
@@ -163,18 +166,6 @@ impl Store {
                           retention_age_secs, retention_events, settings \
                    FROM instances ORDER BY created_us, name";
         self.read(Stmt::new(sql), instance_from_row).await
-    }
-
-    /// Messages of one instance still waiting to be sent, oldest first.
-    pub async fn queued_messages(
-        &self,
-        instance: &InstanceName,
-        limit: i64,
-    ) -> Result<Vec<OutboxRow>, StoreError> {
-        let sql = "SELECT id, instance, recipient, body, status, error, created_us FROM outbox \
-                   WHERE instance = $1 AND status = 'queued' ORDER BY created_us, id LIMIT $2";
-        let stmt = Stmt::new(sql).bind(instance.as_str()).bind(limit);
-        self.read(stmt, outbox_from_row).await
     }
 
     /// The parts of an outgoing message the modem has accepted so far.
