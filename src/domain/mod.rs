@@ -16,6 +16,7 @@ pub mod schedule;
 pub mod secret;
 pub mod settings;
 pub mod text;
+pub mod throttle;
 pub mod topic;
 
 pub use driver::{DriverConfig, SimulatorConfig};
@@ -30,4 +31,5 @@ pub use schedule::{Schedule, ScheduleRequest};
 pub use secret::WebhookSecret;
 pub use settings::{Retention, WebsocketSettings};
 pub use text::truncate;
+pub use throttle::{Throttle, Window, WindowKind};
 pub use topic::{EventKind, Topic, TopicSet, UnknownEventName};

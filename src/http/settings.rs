@@ -7,7 +7,7 @@ use utoipa::ToSchema;
 
 use super::{answer, body::Json, error::ApiError, AppState, Caller};
 use crate::{
-    domain::{InstanceName, InstanceSettings},
+    domain::{InstanceName, InstanceSettings, Throttle},
     service::SettingsChange,
 };
 
@@ -38,6 +38,11 @@ pub struct SettingsBody {
     /// Whether 3 to 8 digits without `+` may be sent to as a short code.
     #[serde(default)]
     allow_short_codes: Option<bool>,
+    /// Sends per minute (sliding), per UTC day and per UTC month, each
+    /// optional; a text over a limit waits in the queue. `null`: no limits.
+    #[serde(default, deserialize_with = "super::body::present")]
+    #[schema(value_type = Option<Throttle>)]
+    throttle: Option<Option<Throttle>>,
     /// Evolution's; taken either way (no SMS comes from a group chat).
     #[serde(default)]
     groups_ignore: Option<bool>,
@@ -65,6 +70,9 @@ pub struct SettingsState {
     instance_name: String,
     msg_call: Option<String>,
     reject_call: bool,
+    /// Present when the instance has limits.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    throttle: Option<Throttle>,
 }
 
 /// `settings/set` and `settings/find`'s answer.
@@ -139,6 +147,7 @@ pub async fn set(
                 msg_call: body.msg_call,
                 default_region: body.default_region,
                 allow_short_codes: body.allow_short_codes,
+                throttle: body.throttle,
             },
         )
         .await?;
@@ -175,6 +184,7 @@ fn settings_body(
                 instance_name: name.to_string(),
                 msg_call: settings.msg_call,
                 reject_call: settings.reject_call,
+                throttle: (!settings.throttle.is_empty()).then_some(settings.throttle),
             },
         },
     )

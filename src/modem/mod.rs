@@ -86,6 +86,8 @@ pub struct ActorContext {
     /// When each caller was last sent the `msgCall` text (see
     /// [`ActorContext::call_reply`]).
     call_replies: parking_lot::Mutex<std::collections::HashMap<String, tokio::time::Instant>>,
+    /// The length of a throttle's minute (`modem.throttle_minute_ms`).
+    throttle_minute: std::time::Duration,
 }
 
 /// A caller gets the `msgCall` text at most once in this long: whoever
@@ -115,7 +117,30 @@ impl ActorContext {
             spool: None,
             settings: watch::channel(InstanceSettings::default()).1,
             call_replies: parking_lot::Mutex::default(),
+            throttle_minute: std::time::Duration::from_secs(60),
         }
+    }
+
+    /// Sets the length of a throttle's minute.
+    pub fn with_throttle_minute(mut self, minute: std::time::Duration) -> Self {
+        self.throttle_minute = minute;
+        self
+    }
+
+    /// Claims up to `limit` of the instance's due messages at `now`,
+    /// within its throttle (see `store::outbox`).
+    pub async fn claim(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+        limit: i64,
+    ) -> Result<crate::store::Claim, StoreError> {
+        let minute = chrono::Duration::from_std(self.throttle_minute)
+            .unwrap_or_else(|_| chrono::Duration::minutes(1));
+        let windows = self.settings().throttle.windows(now, minute);
+        self.log
+            .store()
+            .claim_next(&self.instance, now, limit, &windows)
+            .await
     }
 
     /// Lets the driver follow the instance's settings.

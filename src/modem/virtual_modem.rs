@@ -285,24 +285,40 @@ impl Network<'_> {
             return Ok(());
         }
         let store = ctx.log.store();
-        let fresh = store
-            .claim_next(&ctx.instance, chrono::Utc::now(), page as i64)
-            .await?;
-        self.outbox_pending = fresh.len() >= page;
-        for message in fresh {
-            self.in_flight.insert(message.id.clone());
-            self.schedule(
-                Duration::from_millis(self.config.sent_delay_ms),
-                Step::Sent,
-                message.id,
-                message.recipient,
-                message.body,
-            );
+        // Claimed until the page is full, the queue is empty or the
+        // throttle holds the rest (a claim cut short by the throttle is
+        // followed by one that says until when).
+        let mut room = page;
+        let mut held = None;
+        while room > 0 && held.is_none() {
+            let claim = ctx.claim(chrono::Utc::now(), room as i64).await?;
+            held = claim.held;
+            let taken = claim.messages.len();
+            room -= taken.min(room);
+            for message in claim.messages {
+                self.in_flight.insert(message.id.clone());
+                self.schedule(
+                    Duration::from_millis(self.config.sent_delay_ms),
+                    Step::Sent,
+                    message.id,
+                    message.recipient,
+                    message.body,
+                );
+            }
+            if taken == 0 {
+                break;
+            }
         }
+        self.outbox_pending = room == 0;
         self.outbox_next = store
             .next_due(&ctx.instance, chrono::Utc::now())
             .await?
             .map(super::instant_at);
+        if let Some(held) = held {
+            // Held by the throttle: looked at again when it lets go.
+            let until = super::instant_at(held.until);
+            self.outbox_next = Some(self.outbox_next.map_or(until, |next| next.min(until)));
+        }
         Ok(())
     }
 

@@ -66,6 +66,7 @@ pub use commit::Isolation;
 pub use error::{Cause, StoreError};
 pub use log::{EventLog, Publish};
 pub use model::*;
+pub use outbox::{Claim, Held};
 
 /// The `outbox_parts` columns as [`rows::PartTuple`] reads them.
 const SELECT_PARTS: &str = "SELECT message_id, instance, part, total, reference, recipient, \

@@ -275,3 +275,88 @@ async fn a_text_whose_first_part_went_out_cannot_be_cancelled() {
     app.stop().await;
     sim.stop().await;
 }
+
+async fn set_settings(app: &TestApp, instance: &str, body: Value) {
+    let response = app
+        .admin(Method::POST, &format!("/settings/set/{instance}"))
+        .json(&body)
+        .send()
+        .await
+        .expect("send");
+    let status = response.status();
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(status, 200, "{body}");
+}
+
+on_both_backends! {
+    async fn a_per_minute_throttle_lets_no_burst_through(backend: Backend) {
+        let db = TestDb::new(backend).await;
+        let mut settings = test_settings(&db);
+        // A "minute" of one second, so the limit shows within seconds.
+        settings.modem.throttle_minute_ms = 1000;
+        let app = TestApp::spawn_with(settings).await;
+        app.create_instance("alpha", quick_simulator()).await;
+        set_settings(&app, "alpha", json!({"throttle": {"perMinute": 3}})).await;
+        let found = app.get_json("/settings/find/alpha").await;
+        assert_eq!(found["settings"]["throttle"], json!({"perMinute": 3}), "{found}");
+        logout(&app, "alpha").await;
+        for n in 0..12 {
+            send_ok(&app, "alpha", json!({"number": format!("+1555000{n:04}"), "text": "burst"})).await;
+        }
+        connect(&app, "alpha").await;
+        let log = wait_log(&app, "&instance=alpha&events=delivery", "every text to be sent", |log| {
+            with_status(log, "sent").len() == 12
+        })
+        .await;
+        let mut sent: Vec<DateTime<Utc>> = log
+            .iter()
+            .filter(|e| e["data"]["status"] == "sent")
+            .map(|e| time(&e["timestamp"]))
+            .collect();
+        sent.sort();
+        // No four sends within one window: each is claimed at least a
+        // window after the one three before it (less the jitter between a
+        // claim and its `sent` step).
+        for four in sent.windows(4) {
+            let span = four[3] - four[0];
+            assert!(span >= chrono::Duration::milliseconds(900), "{span} between {:?}", four);
+        }
+        app.stop().await;
+    }
+}
+
+on_both_backends! {
+    async fn a_daily_quota_holds_until_the_next_utc_day_and_across_a_restart(backend: Backend) {
+        use switchboard::domain::{InstanceName, Throttle, WindowKind};
+        let db = TestDb::new(backend).await;
+        let app = TestApp::spawn(&db).await;
+        app.create_instance("alpha", quick_simulator()).await;
+        logout(&app, "alpha").await;
+        set_settings(&app, "alpha", json!({"throttle": {"perDay": 2}})).await;
+        for n in 0..4 {
+            send_ok(&app, "alpha", json!({"number": format!("+1555000{n:04}"), "text": "quota"})).await;
+        }
+        let name = InstanceName::parse("alpha").expect("valid");
+        let quota = Throttle { per_day: Some(2), ..Throttle::default() };
+        let minute = chrono::Duration::minutes(1);
+        // The clock is given to the claim, so days pass at once.
+        let evening = time(&json!("2030-06-01T23:59:00Z"));
+        let morning = time(&json!("2030-06-02T00:00:01Z"));
+        let claim = app.log.store().claim_next(&name, evening, 10, &quota.windows(evening, minute)).await.expect("claim");
+        assert_eq!(claim.messages.len(), 2);
+        let claim = app.log.store().claim_next(&name, evening, 10, &quota.windows(evening, minute)).await.expect("claim");
+        assert!(claim.messages.is_empty());
+        let held = claim.held.expect("held by the quota");
+        assert_eq!((held.kind, held.limit, held.until), (WindowKind::Day, 2, time(&json!("2030-06-02T00:00:00Z"))));
+        assert_eq!(held.to_string(), "throttle: perDay 2 reached until 2030-06-02T00:00:00Z");
+        app.stop().await;
+
+        // The count is in the database: a restart does not reset it.
+        let app = TestApp::spawn(&db).await;
+        let claim = app.log.store().claim_next(&name, evening, 10, &quota.windows(evening, minute)).await.expect("claim");
+        assert!(claim.messages.is_empty() && claim.held.is_some(), "{claim:?}");
+        let claim = app.log.store().claim_next(&name, morning, 10, &quota.windows(morning, minute)).await.expect("claim");
+        assert_eq!(claim.messages.len(), 2, "{claim:?}");
+        app.stop().await;
+    }
+}

@@ -281,6 +281,7 @@ fn docs_asset(file: &str) -> Result<HttpResponse, ApiError> {
         ErrorBody, ErrorDetail, ErrorCode, RootInfo,
         crate::domain::DriverConfig, crate::domain::SimulatorConfig, crate::domain::ModemOptions,
         crate::domain::GnssOptions, crate::domain::GnssVendor, crate::domain::FlowControl,
+        crate::domain::Throttle,
         instance::WebsocketFields, webhook::WebhookFields,
     )),
     modifiers(&Shared),

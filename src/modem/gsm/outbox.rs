@@ -75,11 +75,15 @@ impl Gsm<'_> {
             sent_any |= self.send(&message).await?;
         }
         while taken < SENDS_PER_TURN {
-            let message = match store.claim_next(&instance, Utc::now(), 1).await {
-                Ok(claimed) => claimed.into_iter().next(),
+            let claim = match self.ctx.claim(Utc::now(), 1).await {
+                Ok(claim) => claim,
                 Err(err) => return self.unreadable(err),
             };
-            let Some(message) = message else {
+            if let Some(held) = claim.held {
+                tracing::debug!(instance = %instance, "{held}");
+                self.due_outbox(crate::modem::instant_at(held.until));
+            }
+            let Some(message) = claim.messages.into_iter().next() else {
                 break;
             };
             taken += 1;
