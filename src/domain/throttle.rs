@@ -154,7 +154,6 @@ mod tests {
             per_minute: Some(10),
             per_day: Some(100),
             per_month: Some(1000),
-            ..Throttle::default()
         };
         let windows = throttle.windows(at("2026-12-31T23:59:30.5Z"), Duration::minutes(1));
         let spans: Vec<(WindowKind, DateTime<Utc>, DateTime<Utc>)> =
