@@ -269,3 +269,98 @@ pub async fn cancel(
         },
     )
 }
+
+/// One part of an outgoing message the modem accepted.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PartView {
+    part: u32,
+    total: u32,
+    /// The message reference (TP-MR) the network's status report quotes.
+    reference: u32,
+    #[schema(pattern = "^(sent|delivered|failed)$")]
+    status: String,
+    /// RFC 3339.
+    sent_at: String,
+}
+
+/// An outgoing message and what happened to it.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageAnswer {
+    id: String,
+    #[schema(pattern = "^outbound$")]
+    direction: String,
+    instance: String,
+    /// The pool it was sent to (none: sent to the instance).
+    pool: Option<String>,
+    number: String,
+    text: String,
+    #[schema(pattern = "^(queued|sent|delivered|failed|expired|cancelled)$")]
+    status: String,
+    error: Option<String>,
+    priority: u8,
+    send_at: Option<String>,
+    valid_until: Option<String>,
+    created_at: String,
+    /// Why a queued message still waits (`scheduled: ...`, `throttle:
+    /// perMinute 10 reached until ...`); `null` otherwise.
+    waiting: Option<String>,
+    /// Each part the modem accepted (the virtual modem records none).
+    parts: Vec<PartView>,
+}
+
+/// One outgoing message with its parts' references and statuses.
+#[utoipa::path(
+    get, path = "/message/{instance}/{id}", tag = "messages", operation_id = "findMessage",
+    params(MessagePath),
+    responses(
+        (status = 200, description = "The message", body = MessageAnswer, example = json!({
+            "id": "01a22a36-1da5-75f1-b490-9e0d0ed5abbf", "direction": "outbound", "instance": "alpha",
+            "pool": null, "number": "+15551234567", "text": "Hello", "status": "queued", "error": null,
+            "priority": 5, "sendAt": null, "validUntil": null,
+            "createdAt": "2026-11-30T10:00:00.000000Z",
+            "waiting": "throttle: perMinute 10 reached until 2026-11-30T10:01:00Z", "parts": []})),
+        (status = 404, description = "No such instance or message", body = super::openapi::ErrorBody,
+            example = json!({"error": {"code": "NOT_FOUND", "message": "instance 'alpha' has no message '01a22a36-1da5-75f1-b490-9e0d0ed5abbf'"}})),
+    ),
+)]
+pub async fn find_one(
+    caller: Caller,
+    state: web::Data<AppState>,
+    path: web::Path<MessagePath>,
+) -> Result<HttpResponse, ApiError> {
+    let MessagePath { instance, id } = path.into_inner();
+    let name = caller.instance(&instance)?;
+    let view = state.service.message(&name, &id).await?;
+    let message = view.message;
+    answer(
+        StatusCode::OK,
+        &MessageAnswer {
+            id: message.id,
+            direction: "outbound".into(),
+            instance: message.instance.to_string(),
+            pool: None,
+            number: message.recipient,
+            text: message.body,
+            status: message.status.as_str().into(),
+            error: message.error,
+            priority: message.schedule.priority,
+            send_at: message.schedule.send_at.map(format_timestamp),
+            valid_until: message.schedule.valid_until.map(format_timestamp),
+            created_at: format_timestamp(message.created_at),
+            waiting: view.waiting,
+            parts: view
+                .parts
+                .into_iter()
+                .map(|p| PartView {
+                    part: p.part,
+                    total: p.total,
+                    reference: p.reference,
+                    status: p.status.as_str().into(),
+                    sent_at: format_timestamp(p.sent_at),
+                })
+                .collect(),
+        },
+    )
+}

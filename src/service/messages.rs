@@ -12,7 +12,7 @@ use crate::{
     domain::{InstanceName, NumberRules, PhoneNumber, Schedule, ScheduleRequest},
     event::data::{DeliveryData, DeliveryStatus, Direction, MessageData, Payload},
     modem,
-    store::{Change, Job, OutboxRow},
+    store::{Change, Job, OutboxRow, PartRow},
 };
 
 /// A text to send: to a number, or to a group id (ending in `@g.us`),
@@ -34,6 +34,14 @@ pub struct Accepted {
     /// SMS parts each message takes.
     pub parts: u32,
     pub schedule: Schedule,
+}
+
+/// One outgoing message as `GET /message/{instance}/{id}` shows it.
+pub struct MessageView {
+    pub message: OutboxRow,
+    pub parts: Vec<PartRow>,
+    /// Why a queued message no driver took yet is still waiting.
+    pub waiting: Option<String>,
 }
 
 impl Service {
@@ -149,6 +157,44 @@ impl Service {
             timestamp: now.timestamp(),
             parts,
             schedule,
+        })
+    }
+
+    /// One outgoing message with its parts, and why it waits if it does
+    /// (`GET /message/{instance}/{id}`).
+    pub async fn message(
+        &self,
+        name: &InstanceName,
+        id: &str,
+    ) -> Result<MessageView, ServiceError> {
+        self.exists(name)?;
+        let store = self.log.store();
+        let message = store.message(name, id).await?.ok_or_else(|| {
+            ServiceError::NotFound(format!("instance '{name}' has no message '{id}'"))
+        })?;
+        let parts = store.message_parts(&message.id).await?;
+        let now = Utc::now();
+        let waiting = if message.status != DeliveryStatus::Queued || message.claimed_at.is_some() {
+            None
+        } else if let Some(at) = message.schedule.send_at.filter(|at| *at > now) {
+            Some(format!(
+                "scheduled: sendAt {}",
+                crate::event::format_timestamp(at)
+            ))
+        } else {
+            let minute = chrono::Duration::milliseconds(
+                i64::try_from(self.settings.modem.throttle_minute_ms).unwrap_or(60_000),
+            );
+            let windows = self.registry.settings(name)?.throttle.windows(now, minute);
+            store
+                .held(name, &windows)
+                .await?
+                .map(|held| held.to_string())
+        };
+        Ok(MessageView {
+            message,
+            parts,
+            waiting,
         })
     }
 

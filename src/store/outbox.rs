@@ -136,6 +136,22 @@ impl Store {
         })
     }
 
+    /// The throttle limit that holds the instance's next claim back now,
+    /// if one does (a look: nothing is claimed).
+    pub async fn held(
+        &self,
+        instance: &InstanceName,
+        windows: &[Window],
+    ) -> Result<Option<Held>, StoreError> {
+        if windows.is_empty() {
+            return Ok(None);
+        }
+        let mut tx = self.pool.begin_write().await?;
+        let (_, held) = allowance(&mut tx, instance.as_str(), windows).await?;
+        tx.rollback().await?;
+        Ok(held)
+    }
+
     /// Messages the instance claimed and has not settled yet (being sent,
     /// waiting for a retry, or interrupted by a restart), oldest claim first.
     pub async fn claimed_messages(

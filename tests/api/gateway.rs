@@ -360,3 +360,48 @@ on_both_backends! {
         app.stop().await;
     }
 }
+
+on_both_backends! {
+    async fn a_message_says_what_happened_to_it_and_why_it_waits(backend: Backend) {
+        let db = TestDb::new(backend).await;
+        let app = TestApp::spawn(&db).await;
+        app.create_instance("alpha", quick_simulator()).await;
+        set_settings(&app, "alpha", json!({"throttle": {"perMinute": 1}})).await;
+        let first = id(&send_ok(&app, "alpha", json!({"number": "+15550000001", "text": "first", "priority": 7})).await);
+        let log = wait_log(&app, "&instance=alpha&events=delivery", "the first text to be delivered", |log| {
+            with_status(log, "delivered").contains(&first)
+        })
+        .await;
+        let second = id(&send_ok(&app, "alpha", json!({"number": "+15550000002", "text": "second"})).await);
+        let later = send_ok(&app, "alpha", json!({
+            "number": "+15550000003", "text": "later",
+            "sendAt": (Utc::now() + chrono::Duration::hours(1)).to_rfc3339(),
+        }))
+        .await;
+
+        // The first agrees with its events.
+        let found = app.get_json(&format!("/message/alpha/{first}")).await;
+        let last = log
+            .iter()
+            .rfind(|e| e["data"]["id"] == first.as_str())
+            .expect("an event");
+        assert_eq!(found["status"], last["data"]["status"], "{found}");
+        assert_eq!(
+            (&found["id"], &found["direction"], &found["instance"], &found["number"], &found["text"], &found["priority"], &found["waiting"]),
+            (&json!(first), &json!("outbound"), &json!("alpha"), &json!("+15550000001"), &json!("first"), &json!(7), &Value::Null),
+            "{found}"
+        );
+        // The second waits for the throttle, and says so.
+        let waiting = wait_for("the second text to wait for the throttle", LONG, async || {
+            let found = app.get_json(&format!("/message/alpha/{second}")).await;
+            found["waiting"].as_str().map(str::to_owned).ok_or(format!("{found}"))
+        })
+        .await;
+        assert!(waiting.starts_with("throttle: perMinute 1 reached until "), "{waiting}");
+        let found = app.get_json(&format!("/message/alpha/{}", id(&later))).await;
+        assert_eq!(found["waiting"], format!("scheduled: sendAt {}", later["sendAt"].as_str().expect("sendAt")), "{found}");
+        let missing = app.admin(Method::GET, "/message/alpha/nope").send().await.expect("send");
+        assert_eq!(missing.status(), 404);
+        app.stop().await;
+    }
+}

@@ -266,7 +266,7 @@ fn docs_asset(file: &str) -> Result<HttpResponse, ApiError> {
         instance::restart, instance::restart_put, instance::logout, instance::delete,
         instance::set_presence, instance::websocket_set, instance::websocket_find,
         instance::retention_set, instance::retention_find,
-        message::send_text, message::cancel, super::call::reject, super::ussd::send, super::ussd::cancel,
+        message::send_text, message::cancel, message::find_one, super::call::reject, super::ussd::send, super::ussd::cancel,
         group::create, group::update_participant, group::update_participant_put, group::fetch_all,
         webhook::set, webhook::find,
         super::settings::set, super::settings::find,
