@@ -40,9 +40,12 @@ pub struct SettingsBody {
     allow_short_codes: Option<bool>,
     /// Sends per minute (sliding), per UTC day and per UTC month, each
     /// optional; a text over a limit waits in the queue. `null`: no limits.
+    ///
+    /// Taken as a JSON object first: serde would also read a struct from
+    /// an array, which no client means.
     #[serde(default, deserialize_with = "super::body::present")]
     #[schema(value_type = Option<Throttle>)]
-    throttle: Option<Option<Throttle>>,
+    throttle: Option<Option<serde_json::Map<String, serde_json::Value>>>,
     /// Evolution's; taken either way (no SMS comes from a group chat).
     #[serde(default)]
     groups_ignore: Option<bool>,
@@ -138,6 +141,14 @@ pub async fn set(
     refuse_meaningless(&body)?;
     // Either value holds for SMS, which never comes from a group chat.
     let _ = body.groups_ignore;
+    let throttle = body
+        .throttle
+        .map(|t| {
+            t.map(|fields| serde_json::from_value::<Throttle>(serde_json::Value::Object(fields)))
+                .transpose()
+        })
+        .transpose()
+        .map_err(|e| ApiError::BadRequest(format!("'throttle': {e}")))?;
     let settings = state
         .service
         .set_settings(
@@ -147,7 +158,7 @@ pub async fn set(
                 msg_call: body.msg_call,
                 default_region: body.default_region,
                 allow_short_codes: body.allow_short_codes,
-                throttle: body.throttle,
+                throttle,
             },
         )
         .await?;
