@@ -183,6 +183,14 @@ pub struct RetentionSettings {
 pub struct ModemSettings {
     pub restart_backoff_initial_ms: u64,
     pub restart_backoff_max_ms: u64,
+    /// The length of a throttle's "minute" (`perMinute`): 60000, except
+    /// where a test shortens it so a limit shows in seconds.
+    #[serde(default = "default_throttle_minute_ms")]
+    pub throttle_minute_ms: u64,
+}
+
+fn default_throttle_minute_ms() -> u64 {
+    60_000
 }
 
 /// Where webhooks may deliver.

@@ -6,7 +6,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::number::{NumberRules, Region};
+use super::{
+    number::{NumberRules, Region},
+    throttle::Throttle,
+};
 
 /// Per-instance behaviour, as `settings/find` shows it and the store keeps it.
 ///
@@ -14,8 +17,7 @@ use super::number::{NumberRules, Region};
 /// SMS never comes from a group chat; groups here are send lists),
 /// `alwaysOnline` (SMS has no presence), `readMessages` and `readStatus`
 /// (SMS has no read receipts) and `syncFullHistory` (the network keeps no
-/// history to sync). The gateway's send throttle joins this struct as its
-/// own `#[serde(default)]` field.
+/// history to sync).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct InstanceSettings {
@@ -29,6 +31,9 @@ pub struct InstanceSettings {
     pub default_region: Option<Region>,
     /// Whether 3 to 8 digits without `+` may be sent to as a short code.
     pub allow_short_codes: bool,
+    /// How fast the instance may send (none: as fast as the modem takes).
+    #[serde(skip_serializing_if = "Throttle::is_empty")]
+    pub throttle: Throttle,
 }
 
 /// The longest `msgCall`, in characters: a text of a few SMS parts.
@@ -50,6 +55,7 @@ impl InstanceSettings {
 
     /// Checks the settings; the error names the field.
     pub fn check(&self) -> Result<(), String> {
+        self.throttle.check()?;
         if let Some(text) = &self.msg_call {
             let length = text.chars().count();
             if length > MAX_MSG_CALL {

@@ -12,9 +12,11 @@ pub mod key;
 pub mod modem_options;
 pub mod number;
 pub mod profile;
+pub mod schedule;
 pub mod secret;
 pub mod settings;
 pub mod text;
+pub mod throttle;
 pub mod topic;
 
 pub use driver::{DriverConfig, SimulatorConfig};
@@ -25,7 +27,9 @@ pub use modem_options::{
 };
 pub use number::{InvalidNumber, NumberRules, PhoneNumber, Region};
 pub use profile::{StreamProfile, UnknownProfile};
+pub use schedule::{Schedule, ScheduleRequest};
 pub use secret::WebhookSecret;
 pub use settings::{Retention, WebsocketSettings};
 pub use text::truncate;
+pub use throttle::{Throttle, Window, WindowKind};
 pub use topic::{EventKind, Topic, TopicSet, UnknownEventName};

@@ -60,6 +60,8 @@ pub enum DeliveryStatus {
     Delivered,
     Failed,
     Expired,
+    /// Withdrawn before any part went out (`DELETE /message/{instance}/{id}`).
+    Cancelled,
 }
 
 impl DeliveryStatus {
@@ -70,6 +72,7 @@ impl DeliveryStatus {
             DeliveryStatus::Delivered => "delivered",
             DeliveryStatus::Failed => "failed",
             DeliveryStatus::Expired => "expired",
+            DeliveryStatus::Cancelled => "cancelled",
         }
     }
 
@@ -80,6 +83,7 @@ impl DeliveryStatus {
             "delivered" => DeliveryStatus::Delivered,
             "failed" => DeliveryStatus::Failed,
             "expired" => DeliveryStatus::Expired,
+            "cancelled" => DeliveryStatus::Cancelled,
             _ => return None,
         })
     }

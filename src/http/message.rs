@@ -7,7 +7,8 @@ use utoipa::ToSchema;
 
 use super::{answer, body::Json, error::ApiError, AppState, Caller};
 use crate::{
-    domain::InstanceName,
+    domain::{InstanceName, ScheduleRequest},
+    event::format_timestamp,
     service::{Accepted, SendText},
 };
 
@@ -23,6 +24,23 @@ pub struct SendTextBody {
     /// Evolution v1's shape: `{"textMessage": {"text": "..."}}`.
     #[serde(default)]
     text_message: Option<TextMessage>,
+    /// 0 to 9, higher goes first; 5 when absent.
+    #[serde(default)]
+    #[schema(minimum = 0, maximum = 9, example = 5)]
+    priority: Option<i64>,
+    /// Seconds the text may wait (from `sendAt`, or now): not sent by then,
+    /// it is never sent and gets a `delivery` `expired`. Not with `validUntil`.
+    #[serde(default)]
+    #[schema(minimum = 1, maximum = 31622400)]
+    ttl_secs: Option<i64>,
+    /// RFC 3339: not sent by then, it is never sent (`delivery` `expired`).
+    #[serde(default)]
+    #[schema(format = DateTime, example = "2026-12-01T18:00:00Z")]
+    valid_until: Option<String>,
+    /// RFC 3339: not sent before then (at most 366 days ahead).
+    #[serde(default)]
+    #[schema(format = DateTime, example = "2026-12-01T09:00:00Z")]
+    send_at: Option<String>,
 }
 
 /// Evolution v1's wrapper of the text.
@@ -56,6 +74,13 @@ pub struct SentToNumber {
     #[schema(pattern = "^queued$")]
     status: String,
     text: String,
+    priority: u8,
+    /// When it may go out, if scheduled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    send_at: Option<String>,
+    /// When it expires unsent, if it does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    valid_until: Option<String>,
 }
 
 /// One member's message of a text sent to a group.
@@ -123,6 +148,12 @@ pub async fn send_text(
             SendText {
                 number: body.number,
                 text,
+                schedule: ScheduleRequest {
+                    priority: body.priority,
+                    ttl_secs: body.ttl_secs,
+                    valid_until: body.valid_until,
+                    send_at: body.send_at,
+                },
             },
         )
         .await?;
@@ -138,6 +169,7 @@ fn response(name: &InstanceName, accepted: Accepted) -> Sent {
         text,
         timestamp,
         parts,
+        schedule,
     } = accepted;
     match group {
         None => {
@@ -155,6 +187,9 @@ fn response(name: &InstanceName, accepted: Accepted) -> Sent {
                 parts,
                 status: "queued".into(),
                 text,
+                priority: schedule.priority,
+                send_at: schedule.send_at.map(format_timestamp),
+                valid_until: schedule.valid_until.map(format_timestamp),
             })
         }
         Some(group) => Sent::Group(SentToGroup {
@@ -174,4 +209,158 @@ fn response(name: &InstanceName, accepted: Accepted) -> Sent {
             text,
         }),
     }
+}
+
+/// A message and its instance, in the path.
+#[derive(utoipa::IntoParams, Deserialize)]
+#[into_params(parameter_in = Path)]
+pub struct MessagePath {
+    /// The instance's name.
+    #[param(pattern = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$", example = "alpha")]
+    instance: String,
+    /// The message id `message/sendText` answered with.
+    #[param(max_length = 64, example = "01a22a36-1da5-75f1-b490-9e0d0ed5abbf")]
+    id: String,
+}
+
+/// A message cancelled.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Cancelled {
+    id: String,
+    instance: String,
+    number: String,
+    #[schema(pattern = "^cancelled$")]
+    status: String,
+}
+
+/// Cancel a message no part of which went out.
+///
+/// It gets a `delivery` `cancelled` and is never sent. Once a driver took
+/// it to send (a part went out or is going out) the answer is 409.
+#[utoipa::path(
+    delete, path = "/message/{instance}/{id}", tag = "messages", operation_id = "cancelMessage",
+    params(MessagePath),
+    responses(
+        (status = 200, description = "Cancelled", body = Cancelled, example = json!({
+            "id": "01a22a36-1da5-75f1-b490-9e0d0ed5abbf", "instance": "alpha",
+            "number": "+15551234567", "status": "cancelled"})),
+        (status = 404, description = "No such instance or message", body = super::openapi::ErrorBody,
+            example = json!({"error": {"code": "NOT_FOUND", "message": "instance 'alpha' has no message '01a22a36-1da5-75f1-b490-9e0d0ed5abbf'"}})),
+        (status = 409, description = "Already being sent, sent or settled", body = super::openapi::ErrorBody,
+            example = json!({"error": {"code": "CONFLICT", "message": "message '01a22a36-1da5-75f1-b490-9e0d0ed5abbf' is already sent"}})),
+    ),
+)]
+pub async fn cancel(
+    caller: Caller,
+    state: web::Data<AppState>,
+    path: web::Path<MessagePath>,
+) -> Result<HttpResponse, ApiError> {
+    let MessagePath { instance, id } = path.into_inner();
+    let name = caller.instance(&instance)?;
+    let message = state.service.cancel_message(&name, &id).await?;
+    answer(
+        StatusCode::OK,
+        &Cancelled {
+            id: message.id,
+            instance: name.to_string(),
+            number: message.recipient,
+            status: message.status.as_str().into(),
+        },
+    )
+}
+
+/// One part of an outgoing message the modem accepted.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PartView {
+    part: u32,
+    total: u32,
+    /// The message reference (TP-MR) the network's status report quotes.
+    reference: u32,
+    #[schema(pattern = "^(sent|delivered|failed)$")]
+    status: String,
+    /// RFC 3339.
+    sent_at: String,
+}
+
+/// An outgoing message and what happened to it.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageAnswer {
+    id: String,
+    #[schema(pattern = "^outbound$")]
+    direction: String,
+    instance: String,
+    /// The pool it was sent to (none: sent to the instance).
+    pool: Option<String>,
+    number: String,
+    text: String,
+    #[schema(pattern = "^(queued|sent|delivered|failed|expired|cancelled)$")]
+    status: String,
+    error: Option<String>,
+    priority: u8,
+    send_at: Option<String>,
+    valid_until: Option<String>,
+    created_at: String,
+    /// Why a queued message still waits (`scheduled: ...`, `throttle:
+    /// perMinute 10 reached until ...`); `null` otherwise.
+    waiting: Option<String>,
+    /// Each part the modem accepted (the virtual modem records none).
+    parts: Vec<PartView>,
+}
+
+/// One outgoing message with its parts' references and statuses.
+#[utoipa::path(
+    get, path = "/message/{instance}/{id}", tag = "messages", operation_id = "findMessage",
+    params(MessagePath),
+    responses(
+        (status = 200, description = "The message", body = MessageAnswer, example = json!({
+            "id": "01a22a36-1da5-75f1-b490-9e0d0ed5abbf", "direction": "outbound", "instance": "alpha",
+            "pool": null, "number": "+15551234567", "text": "Hello", "status": "queued", "error": null,
+            "priority": 5, "sendAt": null, "validUntil": null,
+            "createdAt": "2026-11-30T10:00:00.000000Z",
+            "waiting": "throttle: perMinute 10 reached until 2026-11-30T10:01:00Z", "parts": []})),
+        (status = 404, description = "No such instance or message", body = super::openapi::ErrorBody,
+            example = json!({"error": {"code": "NOT_FOUND", "message": "instance 'alpha' has no message '01a22a36-1da5-75f1-b490-9e0d0ed5abbf'"}})),
+    ),
+)]
+pub async fn find_one(
+    caller: Caller,
+    state: web::Data<AppState>,
+    path: web::Path<MessagePath>,
+) -> Result<HttpResponse, ApiError> {
+    let MessagePath { instance, id } = path.into_inner();
+    let name = caller.instance(&instance)?;
+    let view = state.service.message(&name, &id).await?;
+    let message = view.message;
+    answer(
+        StatusCode::OK,
+        &MessageAnswer {
+            id: message.id,
+            direction: "outbound".into(),
+            instance: message.instance.to_string(),
+            pool: None,
+            number: message.recipient,
+            text: message.body,
+            status: message.status.as_str().into(),
+            error: message.error,
+            priority: message.schedule.priority,
+            send_at: message.schedule.send_at.map(format_timestamp),
+            valid_until: message.schedule.valid_until.map(format_timestamp),
+            created_at: format_timestamp(message.created_at),
+            waiting: view.waiting,
+            parts: view
+                .parts
+                .into_iter()
+                .map(|p| PartView {
+                    part: p.part,
+                    total: p.total,
+                    reference: p.reference,
+                    status: p.status.as_str().into(),
+                    sent_at: format_timestamp(p.sent_at),
+                })
+                .collect(),
+        },
+    )
 }

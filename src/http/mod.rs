@@ -127,6 +127,11 @@ pub fn configure(cfg: &mut web::ServiceConfig, limits: &crate::config::Limits) {
         resource("/instance/setPresence/{instance}").route(web::post().to(instance::set_presence)),
     )
     .service(resource("/message/sendText/{instance}").route(web::post().to(message::send_text)))
+    .service(
+        resource("/message/{instance}/{id}")
+            .route(web::get().to(message::find_one))
+            .route(web::delete().to(message::cancel)),
+    )
     .service(resource("/call/reject/{instance}").route(web::post().to(call::reject)))
     .service(resource("/group/create/{instance}").route(web::post().to(group::create)))
     .service(

@@ -7,7 +7,7 @@ use utoipa::ToSchema;
 
 use super::{answer, body::Json, error::ApiError, AppState, Caller};
 use crate::{
-    domain::{InstanceName, InstanceSettings},
+    domain::{InstanceName, InstanceSettings, Throttle},
     service::SettingsChange,
 };
 
@@ -38,6 +38,14 @@ pub struct SettingsBody {
     /// Whether 3 to 8 digits without `+` may be sent to as a short code.
     #[serde(default)]
     allow_short_codes: Option<bool>,
+    /// Sends per minute (sliding), per UTC day and per UTC month, each
+    /// optional; a text over a limit waits in the queue. `null`: no limits.
+    ///
+    /// Taken as a JSON object first: serde would also read a struct from
+    /// an array, which no client means.
+    #[serde(default, deserialize_with = "super::body::present")]
+    #[schema(value_type = Option<Throttle>)]
+    throttle: Option<Option<serde_json::Map<String, serde_json::Value>>>,
     /// Evolution's; taken either way (no SMS comes from a group chat).
     #[serde(default)]
     groups_ignore: Option<bool>,
@@ -65,6 +73,9 @@ pub struct SettingsState {
     instance_name: String,
     msg_call: Option<String>,
     reject_call: bool,
+    /// Present when the instance has limits.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    throttle: Option<Throttle>,
 }
 
 /// `settings/set` and `settings/find`'s answer.
@@ -130,6 +141,14 @@ pub async fn set(
     refuse_meaningless(&body)?;
     // Either value holds for SMS, which never comes from a group chat.
     let _ = body.groups_ignore;
+    let throttle = body
+        .throttle
+        .map(|t| {
+            t.map(|fields| serde_json::from_value::<Throttle>(serde_json::Value::Object(fields)))
+                .transpose()
+        })
+        .transpose()
+        .map_err(|e| ApiError::BadRequest(format!("'throttle': {e}")))?;
     let settings = state
         .service
         .set_settings(
@@ -139,6 +158,7 @@ pub async fn set(
                 msg_call: body.msg_call,
                 default_region: body.default_region,
                 allow_short_codes: body.allow_short_codes,
+                throttle,
             },
         )
         .await?;
@@ -175,6 +195,7 @@ fn settings_body(
                 instance_name: name.to_string(),
                 msg_call: settings.msg_call,
                 reject_call: settings.reject_call,
+                throttle: (!settings.throttle.is_empty()).then_some(settings.throttle),
             },
         },
     )

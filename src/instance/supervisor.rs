@@ -384,7 +384,10 @@ impl Task {
         )
         .with_number_slot(self.number.clone())
         .with_spool(self.spool.clone())
-        .with_settings(self.instance_settings.subscribe());
+        .with_settings(self.instance_settings.subscribe())
+        .with_throttle_minute(std::time::Duration::from_millis(
+            self.settings.throttle_minute_ms.max(1),
+        ));
         // Its own task, so a panic in a driver is caught here as a JoinError
         // instead of taking the supervisor down.
         let task = tokio::spawn(modem::run(self.driver.clone(), ctx));

@@ -86,6 +86,8 @@ pub struct ActorContext {
     /// When each caller was last sent the `msgCall` text (see
     /// [`ActorContext::call_reply`]).
     call_replies: parking_lot::Mutex<std::collections::HashMap<String, tokio::time::Instant>>,
+    /// The length of a throttle's minute (`modem.throttle_minute_ms`).
+    throttle_minute: std::time::Duration,
 }
 
 /// A caller gets the `msgCall` text at most once in this long: whoever
@@ -115,7 +117,30 @@ impl ActorContext {
             spool: None,
             settings: watch::channel(InstanceSettings::default()).1,
             call_replies: parking_lot::Mutex::default(),
+            throttle_minute: std::time::Duration::from_secs(60),
         }
+    }
+
+    /// Sets the length of a throttle's minute.
+    pub fn with_throttle_minute(mut self, minute: std::time::Duration) -> Self {
+        self.throttle_minute = minute;
+        self
+    }
+
+    /// Claims up to `limit` of the instance's due messages at `now`,
+    /// within its throttle (see `store::outbox`).
+    pub async fn claim(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+        limit: i64,
+    ) -> Result<crate::store::Claim, StoreError> {
+        let minute = chrono::Duration::from_std(self.throttle_minute)
+            .unwrap_or_else(|_| chrono::Duration::minutes(1));
+        let windows = self.settings().throttle.windows(now, minute);
+        self.log
+            .store()
+            .claim_next(&self.instance, now, limit, &windows)
+            .await
     }
 
     /// Lets the driver follow the instance's settings.
@@ -340,17 +365,72 @@ fn queued_text(
             }
             .into_event(instance),
         ],
-        changes: vec![Change::EnqueueMessage(OutboxRow {
+        changes: vec![Change::EnqueueMessage(OutboxRow::queued(
             id,
-            instance: instance.clone(),
-            recipient: to.to_string(),
-            body: text.to_owned(),
-            status: DeliveryStatus::Queued,
-            error: None,
-            created_at: now,
-        })],
+            instance.clone(),
+            to.to_string(),
+            text.to_owned(),
+            now,
+        ))],
         fence: None,
     }
+}
+
+/// Expired messages settled per look at the outbox, at most.
+const EXPIRED_PER_TURN: i64 = 100;
+
+/// Settles the instance's waiting messages whose time ran out: each one's
+/// `delivery: expired` event commits with its row change, which holds only
+/// while the message is still waiting (a cancel or claim that came first
+/// wins, and no event is written).
+pub async fn expire_waiting(ctx: &ActorContext) -> Result<(), DriverError> {
+    let now = chrono::Utc::now();
+    let expired = match ctx
+        .log
+        .store()
+        .expired_messages(&ctx.instance, now, EXPIRED_PER_TURN)
+        .await
+    {
+        Ok(expired) => expired,
+        Err(err) => {
+            // Looked for again with the next look at the outbox.
+            tracing::warn!(instance = %ctx.instance, error = %err, "cannot look for expired messages");
+            return Ok(());
+        }
+    };
+    for message in expired {
+        let event = DeliveryData {
+            id: message.id.clone(),
+            status: DeliveryStatus::Expired,
+            to: message.recipient.clone(),
+            timestamp: now.timestamp(),
+            error: Some("not sent before it expired".into()),
+            parts_done: None,
+            parts: None,
+        };
+        let job = Job {
+            events: vec![event.into_event(&ctx.instance)],
+            changes: vec![Change::SettleWaiting {
+                instance: ctx.instance.clone(),
+                id: message.id,
+                status: DeliveryStatus::Expired,
+            }],
+            fence: None,
+        };
+        match ctx.log.append(job).await {
+            Ok(_) | Err(StoreError::Conflict(_) | StoreError::NotFound(_)) => {}
+            Err(err) => return Err(err.into()),
+        }
+    }
+    Ok(())
+}
+
+/// The moment on the runtime's clock when the wall clock reads `at` (now,
+/// if that is past), a millisecond late rather than early: woken before
+/// its time, a scheduled message would not be due yet.
+pub fn instant_at(at: chrono::DateTime<chrono::Utc>) -> tokio::time::Instant {
+    let ahead = (at - chrono::Utc::now()).to_std().unwrap_or_default();
+    tokio::time::Instant::now() + ahead + std::time::Duration::from_millis(1)
 }
 
 /// Runs the configured driver until it is stopped (`Ok`) or fails (`Err`).

@@ -35,7 +35,7 @@ use crate::{
         },
         NewEvent,
     },
-    store::{Change, Committed, Job, OutboxRow, StoreError},
+    store::{Change, Committed, Job, StoreError},
 };
 
 /// How often the random generator runs; each tick emits one batch.
@@ -90,6 +90,7 @@ pub async fn run(config: SimulatorConfig, mut ctx: ActorContext) -> Result<(), D
         timeline: BinaryHeap::new(),
         in_flight: HashSet::new(),
         outbox_pending: false,
+        outbox_next: None,
         order: 0,
     };
     let mut traffic = (config.rate > 0.0).then(|| Traffic::new(&config, &ctx.instance, &number));
@@ -103,7 +104,9 @@ pub async fn run(config: SimulatorConfig, mut ctx: ActorContext) -> Result<(), D
         .fail_after_ms
         .map(|ms| Instant::now() + Duration::from_millis(ms));
 
-    // Messages queued while the instance was down go out first.
+    // Messages a previous run claimed and did not finish go out first,
+    // then those queued while the instance was down.
+    network.resume(&ctx).await?;
     network.take_outbox(&ctx).await?;
     loop {
         let next_step = network.timeline.peek().map(|Reverse(s)| s.at);
@@ -128,6 +131,10 @@ pub async fn run(config: SimulatorConfig, mut ctx: ActorContext) -> Result<(), D
             },
             _ = ctx.outbox_ready.notified() => network.take_outbox(&ctx).await?,
             _ = std::future::ready(()), if network.outbox_pending && network.has_room() => {
+                network.take_outbox(&ctx).await?;
+            }
+            // A scheduled message falls due (or one expires).
+            _ = sleep_until(network.outbox_next), if network.outbox_next.is_some() => {
                 network.take_outbox(&ctx).await?;
             }
             _ = sleep_until(next_step), if next_step.is_some() => {
@@ -228,12 +235,14 @@ struct Network<'a> {
     config: &'a SimulatorConfig,
     number: &'a str,
     timeline: BinaryHeap<Reverse<Scheduled>>,
-    /// Messages taken from the outbox whose `sent` step has not run yet
-    /// (they are still `queued` in the database, so a re-read must skip them).
+    /// Messages claimed from the outbox whose `sent` step has not run yet.
     in_flight: HashSet<String>,
     /// Whether the outbox may hold more than was taken: taken again, a page
     /// at a time, while there is room in flight.
     outbox_pending: bool,
+    /// When the outbox next needs a look on its own: a scheduled message
+    /// falls due, or a waiting one expires.
+    outbox_next: Option<Instant>,
     order: u64,
 }
 
@@ -242,36 +251,73 @@ impl Network<'_> {
         self.in_flight.len() < MAX_IN_FLIGHT
     }
 
-    /// Takes one page of queued messages (at most [`MAX_IN_FLIGHT`] in
-    /// flight) and schedules their `sent` step.
+    /// Schedules the `sent` step of the messages a previous run claimed
+    /// and did not finish.
+    async fn resume(&mut self, ctx: &ActorContext) -> Result<(), DriverError> {
+        let claimed = ctx
+            .log
+            .store()
+            .claimed_messages(&ctx.instance, MAX_IN_FLIGHT as i64)
+            .await?;
+        for message in claimed {
+            if self.in_flight.insert(message.id.clone()) {
+                self.schedule(
+                    Duration::from_millis(self.config.sent_delay_ms),
+                    Step::Sent,
+                    message.id,
+                    message.recipient,
+                    message.body,
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Settles expired messages, claims one page of due ones (at most
+    /// [`MAX_IN_FLIGHT`] in flight, highest priority first) and schedules
+    /// their `sent` step.
     async fn take_outbox(&mut self, ctx: &ActorContext) -> Result<(), DriverError> {
+        self.outbox_next = None;
+        super::expire_waiting(ctx).await?;
         let page = OUTBOX_PAGE.min(MAX_IN_FLIGHT.saturating_sub(self.in_flight.len()));
         if page == 0 {
             self.outbox_pending = true;
             return Ok(());
         }
-        // The messages in flight are still queued, and the oldest: reading
-        // past them gives the next page.
-        let limit = self.in_flight.len() + page;
-        let queued = ctx
-            .log
-            .store()
-            .queued_messages(&ctx.instance, limit as i64)
-            .await?;
-        self.outbox_pending = queued.len() >= limit;
-        let fresh: Vec<OutboxRow> = queued
-            .into_iter()
-            .filter(|m| !self.in_flight.contains(&m.id))
-            .collect();
-        for message in fresh {
-            self.in_flight.insert(message.id.clone());
-            self.schedule(
-                Duration::from_millis(self.config.sent_delay_ms),
-                Step::Sent,
-                message.id,
-                message.recipient,
-                message.body,
-            );
+        let store = ctx.log.store();
+        // Claimed until the page is full, the queue is empty or the
+        // throttle holds the rest (a claim cut short by the throttle is
+        // followed by one that says until when).
+        let mut room = page;
+        let mut held = None;
+        while room > 0 && held.is_none() {
+            let claim = ctx.claim(chrono::Utc::now(), room as i64).await?;
+            held = claim.held;
+            let taken = claim.messages.len();
+            room -= taken.min(room);
+            for message in claim.messages {
+                self.in_flight.insert(message.id.clone());
+                self.schedule(
+                    Duration::from_millis(self.config.sent_delay_ms),
+                    Step::Sent,
+                    message.id,
+                    message.recipient,
+                    message.body,
+                );
+            }
+            if taken == 0 {
+                break;
+            }
+        }
+        self.outbox_pending = room == 0;
+        self.outbox_next = store
+            .next_due(&ctx.instance, chrono::Utc::now())
+            .await?
+            .map(super::instant_at);
+        if let Some(held) = held {
+            // Held by the throttle: looked at again when it lets go.
+            let until = super::instant_at(held.until);
+            self.outbox_next = Some(self.outbox_next.map_or(until, |next| next.min(until)));
         }
         Ok(())
     }

@@ -9,16 +9,18 @@ use chrono::Utc;
 
 use super::{refuse_nul, Service, ServiceError, GROUP_SUFFIX};
 use crate::{
-    domain::{InstanceName, NumberRules, PhoneNumber},
+    domain::{InstanceName, NumberRules, PhoneNumber, Schedule, ScheduleRequest},
     event::data::{DeliveryData, DeliveryStatus, Direction, MessageData, Payload},
     modem,
-    store::{Change, Job, OutboxRow},
+    store::{Change, Job, OutboxRow, PartRow},
 };
 
-/// A text to send: to a number, or to a group id (ending in `@g.us`).
+/// A text to send: to a number, or to a group id (ending in `@g.us`),
+/// with its priority, schedule and expiry.
 pub struct SendText {
     pub number: String,
     pub text: String,
+    pub schedule: ScheduleRequest,
 }
 
 /// What was queued.
@@ -31,6 +33,15 @@ pub struct Accepted {
     pub timestamp: i64,
     /// SMS parts each message takes.
     pub parts: u32,
+    pub schedule: Schedule,
+}
+
+/// One outgoing message as `GET /message/{instance}/{id}` shows it.
+pub struct MessageView {
+    pub message: OutboxRow,
+    pub parts: Vec<PartRow>,
+    /// Why a queued message no driver took yet is still waiting.
+    pub waiting: Option<String>,
 }
 
 impl Service {
@@ -39,7 +50,13 @@ impl Service {
         name: &InstanceName,
         request: SendText,
     ) -> Result<Accepted, ServiceError> {
-        let SendText { number, text } = request;
+        let SendText {
+            number,
+            text,
+            schedule,
+        } = request;
+        let now = Utc::now();
+        let schedule = schedule.parse(now).map_err(ServiceError::Invalid)?;
         if text.trim().is_empty() {
             return Err(ServiceError::Invalid("'text' must not be empty".into()));
         }
@@ -80,7 +97,6 @@ impl Service {
                 recipients.len()
             )));
         }
-        let now = Utc::now();
         // The parts depend on the text alone (every recipient is a parsed
         // number), so the first recipient's count holds for all.
         let first = recipients
@@ -96,13 +112,14 @@ impl Service {
         for recipient in recipients {
             let id = uuid::Uuid::now_v7().to_string();
             job.changes.push(Change::EnqueueMessage(OutboxRow {
-                id: id.clone(),
-                instance: name.clone(),
-                recipient: recipient.clone(),
-                body: text.clone(),
-                status: DeliveryStatus::Queued,
-                error: None,
-                created_at: now,
+                schedule,
+                ..OutboxRow::queued(
+                    id.clone(),
+                    name.clone(),
+                    recipient.clone(),
+                    text.clone(),
+                    now,
+                )
             }));
             job.events.push(
                 MessageData {
@@ -139,6 +156,83 @@ impl Service {
             text,
             timestamp: now.timestamp(),
             parts,
+            schedule,
+        })
+    }
+
+    /// One outgoing message with its parts, and why it waits if it does
+    /// (`GET /message/{instance}/{id}`).
+    pub async fn message(
+        &self,
+        name: &InstanceName,
+        id: &str,
+    ) -> Result<MessageView, ServiceError> {
+        self.exists(name)?;
+        let store = self.log.store();
+        let message = store.message(name, id).await?.ok_or_else(|| {
+            ServiceError::NotFound(format!("instance '{name}' has no message '{id}'"))
+        })?;
+        let parts = store.message_parts(&message.id).await?;
+        let now = Utc::now();
+        let waiting = if message.status != DeliveryStatus::Queued || message.claimed_at.is_some() {
+            None
+        } else if let Some(at) = message.schedule.send_at.filter(|at| *at > now) {
+            Some(format!(
+                "scheduled: sendAt {}",
+                crate::event::format_timestamp(at)
+            ))
+        } else {
+            let minute = chrono::Duration::milliseconds(
+                i64::try_from(self.settings.modem.throttle_minute_ms).unwrap_or(60_000),
+            );
+            let windows = self.registry.settings(name)?.throttle.windows(now, minute);
+            store
+                .held(name, &windows)
+                .await?
+                .map(|held| held.to_string())
+        };
+        Ok(MessageView {
+            message,
+            parts,
+            waiting,
+        })
+    }
+
+    /// Cancels a message no part of which went out: its `delivery:
+    /// cancelled` event commits with the row change, which holds only
+    /// while no driver has claimed the message (see `Change::SettleWaiting`).
+    pub async fn cancel_message(
+        &self,
+        name: &InstanceName,
+        id: &str,
+    ) -> Result<OutboxRow, ServiceError> {
+        self.exists(name)?;
+        let message = self.log.store().message(name, id).await?.ok_or_else(|| {
+            ServiceError::NotFound(format!("instance '{name}' has no message '{id}'"))
+        })?;
+        let event = DeliveryData {
+            id: message.id.clone(),
+            status: DeliveryStatus::Cancelled,
+            to: message.recipient.clone(),
+            timestamp: Utc::now().timestamp(),
+            error: None,
+            parts_done: None,
+            parts: None,
+        };
+        self.log
+            .append(Job {
+                events: vec![event.into_event(name)],
+                changes: vec![Change::SettleWaiting {
+                    instance: name.clone(),
+                    id: message.id.clone(),
+                    status: DeliveryStatus::Cancelled,
+                }],
+                fence: None,
+            })
+            .await?;
+        Ok(OutboxRow {
+            status: DeliveryStatus::Cancelled,
+            ..message
         })
     }
 }

@@ -21,7 +21,7 @@ use std::{collections::HashMap, sync::Arc};
 pub use events::{EventPage, ReadRequest};
 pub use groups::{GroupView, GROUP_SUFFIX};
 pub use instances::{CreateInstance, Presence, RetentionView, PRESENCES};
-pub use messages::{Accepted, SendText};
+pub use messages::{Accepted, MessageView, SendText};
 pub use settings::SettingsChange;
 pub use ussd::{DEFAULT_USSD_TIMEOUT, USSD_TIMEOUT_MS};
 pub use webhooks::{SecretChange, SetWebhook, WebhookView};

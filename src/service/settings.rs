@@ -5,7 +5,7 @@
 
 use super::{Service, ServiceError};
 use crate::{
-    domain::{InstanceName, InstanceSettings, Region},
+    domain::{InstanceName, InstanceSettings, Region, Throttle},
     store::{Change, Job},
 };
 
@@ -18,6 +18,8 @@ pub struct SettingsChange {
     /// `Some(None)` removes the region.
     pub default_region: Option<Option<String>>,
     pub allow_short_codes: Option<bool>,
+    /// `Some(None)` removes every limit.
+    pub throttle: Option<Option<Throttle>>,
 }
 
 impl Service {
@@ -44,6 +46,9 @@ impl Service {
         }
         if let Some(allow) = change.allow_short_codes {
             settings.allow_short_codes = allow;
+        }
+        if let Some(throttle) = change.throttle {
+            settings.throttle = throttle.unwrap_or_default();
         }
         settings.check().map_err(ServiceError::Invalid)?;
         self.log

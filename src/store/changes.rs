@@ -106,8 +106,9 @@ pub(super) async fn apply_changes(tx: &mut Tx<'_>, changes: &[Change]) -> Result
                 tx.execute(
                     Stmt::new(
                         "INSERT INTO outbox \
-                         (id, instance, recipient, body, status, error, created_us, updated_us) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
+                         (id, instance, recipient, body, status, error, created_us, updated_us, \
+                          priority, send_at_us, valid_until_us) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9, $10)",
                     )
                     .bind(&row.id)
                     .bind(row.instance.as_str())
@@ -115,7 +116,10 @@ pub(super) async fn apply_changes(tx: &mut Tx<'_>, changes: &[Change]) -> Result
                     .bind(&row.body)
                     .bind(row.status.as_str())
                     .bind(&row.error)
-                    .bind(to_micros(row.created_at)),
+                    .bind(to_micros(row.created_at))
+                    .bind(i64::from(row.schedule.priority))
+                    .bind(row.schedule.send_at.map_or(0, to_micros))
+                    .bind(row.schedule.valid_until.map(to_micros)),
                 )
                 .await?;
             }
@@ -133,6 +137,48 @@ pub(super) async fn apply_changes(tx: &mut Tx<'_>, changes: &[Change]) -> Result
                     )
                     .await?;
                 not_found(updated, || format!("message '{id}' not found"))?;
+            }
+            Change::SettleWaiting {
+                instance,
+                id,
+                status,
+            } => {
+                // Conditional on the row still waiting, in one statement:
+                // a driver's claim is conditional the same way, so of a
+                // cancel and a claim exactly one changes the row.
+                let settled = tx
+                    .execute(
+                        Stmt::new(
+                            "UPDATE outbox SET status = $3, updated_us = $4 \
+                             WHERE id = $1 AND instance = $2 AND status = 'queued' \
+                             AND claimed_us IS NULL",
+                        )
+                        .bind(id)
+                        .bind(instance.as_str())
+                        .bind(status.as_str())
+                        .bind(now),
+                    )
+                    .await?;
+                if settled == 0 {
+                    let found: Option<(String,)> = tx
+                        .fetch_optional(
+                            Stmt::new("SELECT status FROM outbox WHERE id = $1 AND instance = $2")
+                                .bind(id)
+                                .bind(instance.as_str()),
+                        )
+                        .await?;
+                    return Err(match found {
+                        None => StoreError::NotFound(format!(
+                            "instance '{instance}' has no message '{id}'"
+                        )),
+                        Some((current,)) if current == "queued" => StoreError::Conflict(format!(
+                            "message '{id}' is being sent: a driver took it, and a part may have gone out"
+                        )),
+                        Some((current,)) => {
+                            StoreError::Conflict(format!("message '{id}' is already {current}"))
+                        }
+                    });
+                }
             }
             Change::RecordPartSent(row) => {
                 tx.execute(

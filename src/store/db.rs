@@ -220,6 +220,16 @@ impl Dialect {
         }
     }
 
+    /// What a `SELECT` of rows about to be claimed appends so that two
+    /// claimers skip each other's rows instead of waiting (PostgreSQL).
+    /// SQLite's write transaction is alone anyway.
+    pub fn skip_locked(self) -> &'static str {
+        match self {
+            Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
+            Dialect::Sqlite => "",
+        }
+    }
+
     /// What a `SELECT` of a [`Pool::begin_write`] transaction appends to
     /// keep the rows it read until it commits. SQLite needs nothing: that
     /// transaction already holds the database's only write lock.

@@ -20,6 +20,8 @@
 //! - `changes.rs`: what each [`Change`] writes, written once.
 //! - `cluster.rs`: node heartbeats, leases and the [`Fence`] a driver's
 //!   jobs carry (checked by `commit.rs` in the batch's transaction).
+//! - `outbox.rs`: the send loop's queries (claim the next message, find
+//!   claimed, expired and scheduled ones).
 //! - `log.rs`: the batching writer; a batch that fails on one job's content
 //!   is committed again with a savepoint per job, so only an outage fails
 //!   every job.
@@ -46,6 +48,7 @@ mod db;
 mod error;
 pub mod log;
 mod model;
+mod outbox;
 mod postgres;
 mod rows;
 mod sqlite;
@@ -58,8 +61,8 @@ use secrecy::{ExposeSecret, SecretString};
 use crate::{domain::InstanceName, event::Event};
 use db::{FromEither, Pool, Stmt};
 use rows::{
-    event_from_row, groups_from_rows, inbound_part_from_row, instance_from_row, outbox_from_row,
-    part_from_row, webhook_from_row, GroupTuple,
+    event_from_row, groups_from_rows, inbound_part_from_row, instance_from_row, part_from_row,
+    webhook_from_row, GroupTuple,
 };
 
 pub use cluster::{Fence, LeaseRow, NodeRow};
@@ -67,6 +70,7 @@ pub use commit::Isolation;
 pub use error::{Cause, StoreError};
 pub use log::{EventLog, Publish};
 pub use model::*;
+pub use outbox::{Claim, Held};
 
 /// The `outbox_parts` columns as [`rows::PartTuple`] reads them.
 const SELECT_PARTS: &str = "SELECT message_id, instance, part, total, reference, recipient, \
@@ -182,18 +186,6 @@ impl Store {
             .read(Stmt::new(sql).bind(name.as_str()), instance_from_row)
             .await?
             .pop())
-    }
-
-    /// Messages of one instance still waiting to be sent, oldest first.
-    pub async fn queued_messages(
-        &self,
-        instance: &InstanceName,
-        limit: i64,
-    ) -> Result<Vec<OutboxRow>, StoreError> {
-        let sql = "SELECT id, instance, recipient, body, status, error, created_us FROM outbox \
-                   WHERE instance = $1 AND status = 'queued' ORDER BY created_us, id LIMIT $2";
-        let stmt = Stmt::new(sql).bind(instance.as_str()).bind(limit);
-        self.read(stmt, outbox_from_row).await
     }
 
     /// The parts of an outgoing message the modem has accepted so far.

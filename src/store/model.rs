@@ -9,7 +9,8 @@ use uuid::Uuid;
 use super::StoreError;
 use crate::{
     domain::{
-        DriverConfig, InstanceName, InstanceSettings, Retention, WebhookSecret, WebsocketSettings,
+        DriverConfig, InstanceName, InstanceSettings, Retention, Schedule, WebhookSecret,
+        WebsocketSettings,
     },
     event::{data::DeliveryStatus, Event, NewEvent, TopicSet},
 };
@@ -34,6 +35,16 @@ pub enum Change {
         id: String,
         status: DeliveryStatus,
         error: Option<String>,
+    },
+    /// Settles a message that is still waiting (queued, not claimed by a
+    /// driver): cancelled or expired. Fails with `Conflict` when a driver
+    /// claimed it (or it was settled) first, so a cancel and a claim
+    /// racing each other have exactly one winner; `NotFound` when the
+    /// instance has no such message.
+    SettleWaiting {
+        instance: InstanceName,
+        id: String,
+        status: DeliveryStatus,
     },
     /// A new group with its first members.
     CreateGroup(GroupRow),
@@ -173,6 +184,39 @@ pub struct OutboxRow {
     pub status: DeliveryStatus,
     pub error: Option<String>,
     pub created_at: DateTime<Utc>,
+    /// Priority, not before, not after.
+    pub schedule: Schedule,
+    /// When a driver took it to send; `None` while it waits (only then can
+    /// it be cancelled or expire).
+    pub claimed_at: Option<DateTime<Utc>>,
+}
+
+impl OutboxRow {
+    /// A new message, queued to go out at once with the default priority.
+    pub fn queued(
+        id: String,
+        instance: InstanceName,
+        recipient: String,
+        body: String,
+        created_at: DateTime<Utc>,
+    ) -> OutboxRow {
+        OutboxRow {
+            id,
+            instance,
+            recipient,
+            body,
+            status: DeliveryStatus::Queued,
+            error: None,
+            created_at,
+            schedule: Schedule::default(),
+            claimed_at: None,
+        }
+    }
+
+    /// Whether it may no longer be sent at `now`.
+    pub fn expired_at(&self, now: DateTime<Utc>) -> bool {
+        self.schedule.valid_until.is_some_and(|until| until <= now)
+    }
 }
 
 /// A broadcast group: a send to it goes to each participant.

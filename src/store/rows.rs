@@ -13,7 +13,8 @@ use uuid::Uuid;
 use super::{GroupRow, InboundPartRow, InstanceRow, OutboxRow, PartRow, StoreError, WebhookRow};
 use crate::{
     domain::{
-        DriverConfig, InstanceName, InstanceSettings, Retention, WebhookSecret, WebsocketSettings,
+        DriverConfig, InstanceName, InstanceSettings, Retention, Schedule, WebhookSecret,
+        WebsocketSettings,
     },
     event::{data::DeliveryStatus, Event, Topic, TopicSet},
 };
@@ -182,16 +183,51 @@ pub(super) fn webhook_from_row(
     })
 }
 
-/// An `outbox` row: `id, instance, recipient, body, status, error, created_us`.
-pub(super) type OutboxTuple = (String, String, String, String, String, Option<String>, i64);
+/// The `outbox` columns as [`OutboxTuple`] reads them.
+pub(super) const OUTBOX_COLUMNS: &str =
+    "id, instance, recipient, body, status, error, created_us, \
+     priority, send_at_us, valid_until_us, claimed_us";
+
+/// An `outbox` row: [`OUTBOX_COLUMNS`].
+pub(super) type OutboxTuple = (
+    String,
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    i64,
+    i64,
+    i64,
+    Option<i64>,
+    Option<i64>,
+);
 
 pub(super) fn outbox_from_row(
-    (id, instance, recipient, body, raw_status, error, created_us): OutboxTuple,
+    (
+        id,
+        instance,
+        recipient,
+        body,
+        raw_status,
+        error,
+        created_us,
+        priority,
+        send_at_us,
+        valid_until_us,
+        claimed_us,
+    ): OutboxTuple,
 ) -> Result<OutboxRow, StoreError> {
     let what = || format!("message '{id}' is unreadable");
     Ok(OutboxRow {
         instance: name(&instance, what)?,
         status: status(&raw_status, what)?,
+        schedule: Schedule {
+            priority: u8::try_from(priority).map_err(|e| StoreError::corrupt(what(), e))?,
+            send_at: (send_at_us > 0).then(|| from_micros(send_at_us)),
+            valid_until: valid_until_us.map(from_micros),
+        },
+        claimed_at: claimed_us.map(from_micros),
         id,
         recipient,
         body,

@@ -11,7 +11,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use switchboard::{
     domain::InstanceName,
-    event::data::{DeliveryStatus, Direction, MessageData, Payload},
+    event::data::{Direction, MessageData, Payload},
     store::{Change, Committed, Job, OutboxRow, StoreError},
 };
 use tokio::sync::oneshot;
@@ -165,15 +165,13 @@ fn queued_message(instance: &str, body: &str) -> Job {
     .into_event(&name);
     Job {
         events: vec![event],
-        changes: vec![Change::EnqueueMessage(OutboxRow {
+        changes: vec![Change::EnqueueMessage(OutboxRow::queued(
             id,
-            instance: name,
-            recipient: "+15550000003".into(),
-            body: body.into(),
-            status: DeliveryStatus::Queued,
-            error: None,
-            created_at: Utc::now(),
-        })],
+            name,
+            "+15550000003".into(),
+            body.into(),
+            Utc::now(),
+        ))],
         fence: None,
     }
 }

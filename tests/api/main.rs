@@ -26,6 +26,7 @@ mod docker;
 mod durability;
 mod filter_bounds;
 mod filters;
+mod gateway;
 mod instances;
 mod isolation;
 mod modem;

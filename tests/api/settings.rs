@@ -84,7 +84,10 @@ on_both_backends! {
             (json!({ "alwaysOnline": true }), "'alwaysOnline' cannot be true for an SMS instance"),
             (json!({ "readMessages": true }), "SMS has no read receipts"),
             (json!({ "rejectCall": "yes" }), "rejectCall"),
-            (json!({ "throttle": 5 }), "unknown field"),
+            (json!({ "throttle": 5 }), "throttle"),
+            (json!({ "throttle": { "perMinute": 0 } }), "'throttle.perMinute' is 0; it must be 1 to 10000"),
+            (json!({ "throttle": { "perHour": 5 } }), "unknown field"),
+            (json!({ "speed": 5 }), "unknown field"),
         ] {
             let reply = set(&app, "alpha", body.clone()).await;
             assert_eq!(reply.0, 400, "{body}: {}", reply.1);

@@ -35,27 +35,28 @@ pub(super) struct Retry {
 }
 
 impl Gsm<'_> {
-    /// Sends what waits in the outbox.
+    /// Sends what waits in the outbox: first the messages this driver
+    /// already claimed (a retry that is due, or one a restart interrupted),
+    /// then new ones, claimed one at a time right before they go out, so a
+    /// message waiting behind others can still be cancelled. Expired ones
+    /// are settled on the way, and the loop is woken again when the next
+    /// scheduled one falls due.
     pub(super) async fn drain_outbox(&mut self) -> Result<(), DriverError> {
         self.outbox_due = None;
-        let queued = match self
-            .ctx
-            .log
-            .store()
-            .queued_messages(&self.ctx.instance, OUTBOX_PAGE + self.retries.len() as i64)
+        let store = self.ctx.log.store().clone();
+        let instance = self.ctx.instance.clone();
+        crate::modem::expire_waiting(self.ctx).await?;
+        let claimed = match store
+            .claimed_messages(&instance, OUTBOX_PAGE + self.retries.len() as i64)
             .await
         {
-            Ok(queued) => queued,
-            Err(err) => {
-                tracing::warn!(instance = %self.ctx.instance, error = %err, "cannot read the outbox; trying again shortly");
-                self.outbox_due = Some(Instant::now() + STORE_RETRY);
-                return Ok(());
-            }
+            Ok(claimed) => claimed,
+            Err(err) => return self.unreadable(err),
         };
         let now = Instant::now();
         let mut sent_any = false;
         let mut taken = 0;
-        for message in queued {
+        for message in claimed {
             if let Some(retry) = self.retries.get(&message.id) {
                 if retry.at > now {
                     self.due_outbox(retry.at);
@@ -73,6 +74,37 @@ impl Gsm<'_> {
             taken += 1;
             sent_any |= self.send(&message).await?;
         }
+        while taken < SENDS_PER_TURN {
+            let claim = match self.ctx.claim(Utc::now(), 1).await {
+                Ok(claim) => claim,
+                Err(err) => return self.unreadable(err),
+            };
+            if let Some(held) = claim.held {
+                tracing::debug!(instance = %instance, "{held}");
+                self.due_outbox(crate::modem::instant_at(held.until));
+            }
+            let Some(message) = claim.messages.into_iter().next() else {
+                break;
+            };
+            taken += 1;
+            self.send(&message).await?;
+        }
+        if taken >= SENDS_PER_TURN {
+            // Maybe more waiting: the next turn looks.
+            self.due_outbox(Instant::now());
+        }
+        match store.next_due(&instance, Utc::now()).await {
+            Ok(Some(at)) => self.due_outbox(crate::modem::instant_at(at)),
+            Ok(None) => {}
+            Err(err) => return self.unreadable(err),
+        }
+        Ok(())
+    }
+
+    /// The outbox cannot be read right now: looked at again shortly.
+    fn unreadable(&mut self, err: StoreError) -> Result<(), DriverError> {
+        tracing::warn!(instance = %self.ctx.instance, error = %err, "cannot read the outbox; trying again shortly");
+        self.due_outbox(Instant::now() + STORE_RETRY);
         Ok(())
     }
 
@@ -93,6 +125,12 @@ impl Gsm<'_> {
                 return Ok(false);
             }
         };
+        if done.is_empty() && message.expired_at(Utc::now()) {
+            self.retries.remove(&message.id);
+            self.settle_claimed(message, DeliveryStatus::Expired, None, 0, 1)
+                .await?;
+            return Ok(true);
+        }
         // Checked when it was queued: E.164, or a short code the instance
         // allowed.
         let to = match PhoneNumber::parse_with(&message.recipient, &NumberRules::STORED) {
@@ -233,13 +271,27 @@ impl Gsm<'_> {
         sent: u32,
         total: u32,
     ) -> Result<(), DriverError> {
+        self.settle_claimed(message, DeliveryStatus::Failed, Some(error), sent, total)
+            .await
+    }
+
+    /// Settles a claimed message for good (failed, or expired before its
+    /// first part went out).
+    async fn settle_claimed(
+        &mut self,
+        message: &OutboxRow,
+        status: DeliveryStatus,
+        error: Option<String>,
+        sent: u32,
+        total: u32,
+    ) -> Result<(), DriverError> {
         let multipart = total > 1;
         let event = DeliveryData {
             id: message.id.clone(),
-            status: DeliveryStatus::Failed,
+            status,
             to: message.recipient.clone(),
             timestamp: Utc::now().timestamp(),
-            error: Some(error.clone()),
+            error: error.clone(),
             parts_done: multipart.then_some(sent),
             parts: multipart.then_some(total),
         };
@@ -247,16 +299,16 @@ impl Gsm<'_> {
             events: vec![event.into_event(&self.ctx.instance)],
             changes: vec![Change::SetMessageStatus {
                 id: message.id.clone(),
-                status: DeliveryStatus::Failed,
-                error: Some(error),
+                status,
+                error,
             }],
             fence: None,
         };
         match self.ctx.log.append(job).await {
             Ok(_) | Err(StoreError::NotFound(_)) => Ok(()),
             Err(err) => {
-                // Still queued: it is looked at again, and fails again.
-                tracing::warn!(instance = %self.ctx.instance, error = %err, "could not record a failed message yet");
+                // Still queued: it is looked at again, and settled again.
+                tracing::warn!(instance = %self.ctx.instance, error = %err, "could not record a settled message yet");
                 self.due_outbox(Instant::now() + STORE_RETRY);
                 Ok(())
             }

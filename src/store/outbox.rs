@@ -1,0 +1,341 @@
+//! The outbox queries a driver's send loop runs: claiming the next messages
+//! to send (priority first, only those due), finding those it already
+//! claimed (after a restart, or waiting for a retry), those that expired
+//! unsent, and when the next scheduled one falls due.
+//!
+//! A claim and a cancel (`Change::SettleWaiting`) are both one statement
+//! conditional on the row still waiting (`status = 'queued' AND claimed_us
+//! IS NULL`), so whichever commits first wins and the other sees it.
+//! Claims are kept outside the log writer: a claim is no event, and a claim
+//! whose answer is lost only leaves a message that the driver's next start
+//! resumes. A claim is also where throttles hold: it takes no more than
+//! the instance's limits leave and counts what it took in the same
+//! transaction (see [`allowance`]).
+
+use chrono::{DateTime, Utc};
+
+use super::{
+    db::{Stmt, Tx},
+    rows::{from_micros, outbox_from_row, to_micros, OUTBOX_COLUMNS},
+    OutboxRow, Store, StoreError,
+};
+use crate::domain::{InstanceName, Window, WindowKind};
+
+/// What a claim took.
+#[derive(Debug, Default)]
+pub struct Claim {
+    /// The messages claimed, in the order they go out.
+    pub messages: Vec<OutboxRow>,
+    /// The throttle limit that held back what waits, when it took none.
+    pub held: Option<Held>,
+}
+
+/// A throttle limit reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Held {
+    pub kind: WindowKind,
+    pub limit: u32,
+    /// When the next send is allowed again.
+    pub until: DateTime<Utc>,
+}
+
+impl std::fmt::Display for Held {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "throttle: {} {} reached until {}",
+            self.kind.setting(),
+            self.limit,
+            self.until
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        )
+    }
+}
+
+/// The rows a claim may take: waiting, due, not expired.
+const WAITING: &str = "instance = $1 AND status = 'queued' AND claimed_us IS NULL";
+
+impl Store {
+    /// Claims up to `limit` of the instance's waiting messages that are due
+    /// at `now` and not expired, highest priority first (then oldest), and
+    /// returns them in that order. `windows` are the instance's throttle
+    /// limits at `now`: the claim takes no more than they leave, and counts
+    /// what it took in the same transaction, so no burst gets past them.
+    pub async fn claim_next(
+        &self,
+        instance: &InstanceName,
+        now: DateTime<Utc>,
+        limit: i64,
+        windows: &[Window],
+    ) -> Result<Claim, StoreError> {
+        if limit <= 0 {
+            return Ok(Claim::default());
+        }
+        let mut tx = self.pool.begin_write().await?;
+        let (allowance, held) = allowance(&mut tx, instance.as_str(), windows).await?;
+        let limit = limit.min(allowance);
+        if limit <= 0 {
+            tx.commit().await?;
+            return Ok(Claim {
+                messages: Vec::new(),
+                held,
+            });
+        }
+        // The pick is a materialized CTE: as a plain `IN (subquery)`,
+        // PostgreSQL may run the subquery more than once and claim more
+        // than `LIMIT` rows.
+        let sql = format!(
+            "WITH picked AS MATERIALIZED ( \
+               SELECT id FROM outbox WHERE {WAITING} AND send_at_us <= $2 \
+               AND (valid_until_us IS NULL OR valid_until_us > $2) \
+               ORDER BY priority DESC, created_us, id LIMIT $3{}) \
+             UPDATE outbox SET claimed_us = $2, updated_us = $2 \
+             WHERE id IN (SELECT id FROM picked) AND {WAITING} RETURNING {OUTBOX_COLUMNS}",
+            tx.dialect().skip_locked()
+        );
+        let rows = tx
+            .fetch_all(
+                Stmt::new(sql)
+                    .bind(instance.as_str())
+                    .bind(to_micros(now))
+                    .bind(limit),
+            )
+            .await?;
+        let taken = rows.len() as i64;
+        if taken > 0 {
+            for window in windows.iter().filter(|w| w.kind != WindowKind::Minute) {
+                tx.execute(
+                    Stmt::new(
+                        "UPDATE send_counters SET sent = sent + $4 \
+                         WHERE scope = $1 AND window_kind = $2 AND window_start = $3",
+                    )
+                    .bind(instance.as_str())
+                    .bind(window.kind.as_str())
+                    .bind(to_micros(window.start))
+                    .bind(taken),
+                )
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        let mut messages = rows
+            .into_iter()
+            .map(outbox_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        // RETURNING keeps no order.
+        messages.sort_by(|a, b| {
+            b.schedule
+                .priority
+                .cmp(&a.schedule.priority)
+                .then(a.created_at.cmp(&b.created_at))
+                .then(a.id.cmp(&b.id))
+        });
+        Ok(Claim {
+            messages,
+            held: None,
+        })
+    }
+
+    /// The throttle limit that holds the instance's next claim back now,
+    /// if one does (a look: nothing is claimed).
+    pub async fn held(
+        &self,
+        instance: &InstanceName,
+        windows: &[Window],
+    ) -> Result<Option<Held>, StoreError> {
+        if windows.is_empty() {
+            return Ok(None);
+        }
+        let mut tx = self.pool.begin_write().await?;
+        let (_, held) = allowance(&mut tx, instance.as_str(), windows).await?;
+        tx.rollback().await?;
+        Ok(held)
+    }
+
+    /// Messages the instance claimed and has not settled yet (being sent,
+    /// waiting for a retry, or interrupted by a restart), oldest claim first.
+    pub async fn claimed_messages(
+        &self,
+        instance: &InstanceName,
+        limit: i64,
+    ) -> Result<Vec<OutboxRow>, StoreError> {
+        let sql = format!(
+            "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE instance = $1 AND status = 'queued' \
+             AND claimed_us IS NOT NULL ORDER BY claimed_us, priority DESC, created_us, id LIMIT $2"
+        );
+        self.read(
+            Stmt::new(sql).bind(instance.as_str()).bind(limit),
+            outbox_from_row,
+        )
+        .await
+    }
+
+    /// Waiting messages whose time ran out at `now` without a claim.
+    pub async fn expired_messages(
+        &self,
+        instance: &InstanceName,
+        now: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<OutboxRow>, StoreError> {
+        let sql = format!(
+            "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE {WAITING} \
+             AND valid_until_us IS NOT NULL AND valid_until_us <= $2 \
+             ORDER BY valid_until_us LIMIT $3"
+        );
+        let stmt = Stmt::new(sql)
+            .bind(instance.as_str())
+            .bind(to_micros(now))
+            .bind(limit);
+        self.read(stmt, outbox_from_row).await
+    }
+
+    /// When the instance's outbox next needs a look without being woken:
+    /// the earliest future `sendAt`, or the earliest expiry of a waiting
+    /// message (a past one: at once, so it is settled).
+    pub async fn next_due(
+        &self,
+        instance: &InstanceName,
+        now: DateTime<Utc>,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let sql = format!(
+            "SELECT min(CASE WHEN send_at_us > $2 THEN send_at_us END), min(valid_until_us) \
+             FROM outbox WHERE {WAITING} AND (send_at_us > $2 OR valid_until_us IS NOT NULL)"
+        );
+        let (send_at, valid_until): (Option<i64>, Option<i64>) = self
+            .pool
+            .fetch_one(Stmt::new(sql).bind(instance.as_str()).bind(to_micros(now)))
+            .await?;
+        Ok([send_at, valid_until]
+            .into_iter()
+            .flatten()
+            .min()
+            .map(from_micros))
+    }
+
+    /// Messages of one instance not sent yet (claimed or not), in the order
+    /// they go out.
+    pub async fn queued_messages(
+        &self,
+        instance: &InstanceName,
+        limit: i64,
+    ) -> Result<Vec<OutboxRow>, StoreError> {
+        let sql = format!(
+            "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE instance = $1 AND status = 'queued' \
+             ORDER BY priority DESC, created_us, id LIMIT $2"
+        );
+        self.read(
+            Stmt::new(sql).bind(instance.as_str()).bind(limit),
+            outbox_from_row,
+        )
+        .await
+    }
+
+    /// One message of an instance.
+    pub async fn message(
+        &self,
+        instance: &InstanceName,
+        id: &str,
+    ) -> Result<Option<OutboxRow>, StoreError> {
+        let sql = format!("SELECT {OUTBOX_COLUMNS} FROM outbox WHERE instance = $1 AND id = $2");
+        Ok(self
+            .read(
+                Stmt::new(sql).bind(instance.as_str()).bind(id),
+                outbox_from_row,
+            )
+            .await?
+            .pop())
+    }
+}
+
+/// How many more messages the throttle `windows` let the instance claim
+/// (`i64::MAX` without limits), and which limit holds them back when
+/// none. The scope's counter rows are created if missing and locked first,
+/// so two claimers of one scope count one after the other, and counters of
+/// windows that ended are deleted as new ones start (a bounded table).
+async fn allowance(
+    tx: &mut Tx<'_>,
+    scope: &str,
+    windows: &[Window],
+) -> Result<(i64, Option<Held>), StoreError> {
+    let dialect = tx.dialect();
+    let mut allowance = i64::MAX;
+    let mut held = None;
+    for window in windows {
+        // The minute slides over the claims themselves (the outbox keeps
+        // when each message was claimed); its counter row, at start 0,
+        // only lines claimers up.
+        let start = match window.kind {
+            WindowKind::Minute => 0,
+            _ => to_micros(window.start),
+        };
+        {
+            let created = tx
+                .execute(
+                    Stmt::new(
+                        "INSERT INTO send_counters (scope, window_kind, window_start, sent) \
+                         VALUES ($1, $2, $3, 0) ON CONFLICT DO NOTHING",
+                    )
+                    .bind(scope)
+                    .bind(window.kind.as_str())
+                    .bind(start),
+                )
+                .await?;
+            if created > 0 && start > 0 {
+                tx.execute(
+                    Stmt::new(
+                        "DELETE FROM send_counters \
+                         WHERE scope = $1 AND window_kind = $2 AND window_start < $3",
+                    )
+                    .bind(scope)
+                    .bind(window.kind.as_str())
+                    .bind(start),
+                )
+                .await?;
+            }
+        }
+        let counted: Option<(i64,)> = tx
+            .fetch_optional(
+                Stmt::new(format!(
+                    "SELECT sent FROM send_counters \
+                     WHERE scope = $1 AND window_kind = $2 AND window_start = $3{}",
+                    dialect.lock_rows()
+                ))
+                .bind(scope)
+                .bind(window.kind.as_str())
+                .bind(start),
+            )
+            .await?;
+        let limit = i64::from(window.limit);
+        let (left, until) = match window.kind {
+            WindowKind::Minute => {
+                // The newest `limit` claims after the window's start: when
+                // there are that many, the oldest of them leaving the
+                // window frees the next send.
+                let claims: Vec<(i64,)> = tx
+                    .fetch_all(
+                        Stmt::new(
+                            "SELECT claimed_us FROM outbox WHERE instance = $1 \
+                             AND claimed_us > $2 ORDER BY claimed_us DESC LIMIT $3",
+                        )
+                        .bind(scope)
+                        .bind(to_micros(window.start))
+                        .bind(limit),
+                    )
+                    .await?;
+                let length = to_micros(window.end) - to_micros(window.start);
+                let until = claims.last().map(|(us,)| from_micros(us + length));
+                (limit - claims.len() as i64, until)
+            }
+            _ => (limit - counted.map_or(0, |(sent,)| sent), Some(window.end)),
+        };
+        if left <= 0 && held.is_none() {
+            held = Some(Held {
+                kind: window.kind,
+                limit: window.limit,
+                until: until.unwrap_or(window.end),
+            });
+        }
+        allowance = allowance.min(left.max(0));
+    }
+    Ok((allowance, held))
+}
