@@ -217,10 +217,10 @@ fn response(name: &InstanceName, accepted: Accepted) -> Sent {
 pub struct MessagePath {
     /// The instance's name.
     #[param(pattern = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$", example = "alpha")]
-    instance: String,
+    pub(super) instance: String,
     /// The message id `message/sendText` answered with.
     #[param(max_length = 64, example = "01a22a36-1da5-75f1-b490-9e0d0ed5abbf")]
-    id: String,
+    pub(super) id: String,
 }
 
 /// A message cancelled.

@@ -15,6 +15,7 @@ pub mod error;
 mod events;
 mod group;
 mod health;
+mod history;
 mod instance;
 pub mod limits;
 mod message;
@@ -125,7 +126,13 @@ pub fn configure(cfg: &mut web::ServiceConfig, limits: &crate::config::Limits) {
         resource("/instance/setPresence/{instance}").route(web::post().to(instance::set_presence)),
     )
     .service(resource("/message/sendText/{instance}").route(web::post().to(message::send_text)))
-    .service(resource("/message/{instance}/{id}").route(web::delete().to(message::cancel)))
+    // Before `/message/{instance}/{id}`, which would take `find` for a name.
+    .service(resource("/message/find/{instance}").route(web::get().to(history::find)))
+    .service(
+        resource("/message/{instance}/{id}")
+            .route(web::get().to(history::message))
+            .route(web::delete().to(message::cancel)),
+    )
     .service(resource("/call/reject/{instance}").route(web::post().to(call::reject)))
     .service(resource("/group/create/{instance}").route(web::post().to(group::create)))
     .service(

@@ -43,6 +43,7 @@ mod changes;
 mod commit;
 mod db;
 mod error;
+mod history;
 pub mod log;
 mod model;
 mod outbox;
@@ -64,6 +65,7 @@ use rows::{
 
 pub use commit::Isolation;
 pub use error::{Cause, StoreError};
+pub use history::BackwardQuery;
 pub use log::{EventLog, Publish};
 pub use model::*;
 
