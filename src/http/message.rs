@@ -217,10 +217,10 @@ fn response(name: &InstanceName, accepted: Accepted) -> Sent {
 pub struct MessagePath {
     /// The instance's name.
     #[param(pattern = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$", example = "alpha")]
-    instance: String,
+    pub(super) instance: String,
     /// The message id `message/sendText` answered with.
     #[param(max_length = 64, example = "01a22a36-1da5-75f1-b490-9e0d0ed5abbf")]
-    id: String,
+    pub(super) id: String,
 }
 
 /// A message cancelled.
@@ -316,7 +316,7 @@ pub struct MessageAnswer {
     params(MessagePath),
     responses(
         (status = 200, description = "The message", body = MessageAnswer, example = json!({
-            "id": "01a22a36-1da5-75f1-b490-9e0d0ed5abbf", "direction": "outbound", "instance": "alpha",
+            "id": "01a22a36-1da5-75f1-b490-9e0d0ed5abbf", "direction": "outgoing", "instance": "alpha",
             "pool": null, "number": "+15551234567", "text": "Hello", "status": "queued", "error": null,
             "priority": 5, "sendAt": null, "validUntil": null,
             "createdAt": "2026-11-30T10:00:00.000000Z",
@@ -338,7 +338,7 @@ pub async fn find_one(
         StatusCode::OK,
         &MessageAnswer {
             id: message.id,
-            direction: "outbound".into(),
+            direction: "outgoing".into(),
             instance: message.instance.to_string(),
             pool: None,
             number: message.recipient,

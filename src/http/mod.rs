@@ -16,6 +16,7 @@ pub mod error;
 mod events;
 mod group;
 mod health;
+mod history;
 mod instance;
 pub mod limits;
 mod message;
@@ -127,6 +128,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, limits: &crate::config::Limits) {
         resource("/instance/setPresence/{instance}").route(web::post().to(instance::set_presence)),
     )
     .service(resource("/message/sendText/{instance}").route(web::post().to(message::send_text)))
+    // Before `/message/{instance}/{id}`, which would take `find` for a name.
+    .service(resource("/message/find/{instance}").route(web::get().to(history::find)))
     .service(
         resource("/message/{instance}/{id}")
             .route(web::get().to(message::find_one))

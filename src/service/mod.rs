@@ -10,6 +10,7 @@
 
 mod events;
 mod groups;
+mod history;
 mod instances;
 mod messages;
 mod settings;
@@ -20,6 +21,9 @@ use std::{collections::HashMap, sync::Arc};
 
 pub use events::{EventPage, ReadRequest};
 pub use groups::{GroupView, GROUP_SUFFIX};
+pub use history::{
+    HistoryEntry, HistoryPage, HistoryQuery, DEFAULT_HISTORY_LIMIT, MAX_HISTORY_LIMIT, SCAN_LIMIT,
+};
 pub use instances::{CreateInstance, Presence, RetentionView, PRESENCES};
 pub use messages::{Accepted, MessageView, SendText};
 pub use settings::SettingsChange;

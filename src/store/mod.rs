@@ -46,6 +46,7 @@ mod cluster;
 mod commit;
 mod db;
 mod error;
+mod history;
 pub mod log;
 mod model;
 mod outbox;
@@ -68,6 +69,7 @@ use rows::{
 pub use cluster::{Fence, LeaseRow, NodeRow};
 pub use commit::Isolation;
 pub use error::{Cause, StoreError};
+pub use history::BackwardQuery;
 pub use log::{EventLog, Publish};
 pub use model::*;
 pub use outbox::{Claim, Held};

@@ -388,7 +388,7 @@ on_both_backends! {
         assert_eq!(found["status"], last["data"]["status"], "{found}");
         assert_eq!(
             (&found["id"], &found["direction"], &found["instance"], &found["number"], &found["text"], &found["priority"], &found["waiting"]),
-            (&json!(first), &json!("outbound"), &json!("alpha"), &json!("+15550000001"), &json!("first"), &json!(7), &Value::Null),
+            (&json!(first), &json!("outgoing"), &json!("alpha"), &json!("+15550000001"), &json!("first"), &json!(7), &Value::Null),
             "{found}"
         );
         // The second waits for the throttle, and says so.

@@ -27,6 +27,7 @@ mod durability;
 mod filter_bounds;
 mod filters;
 mod gateway;
+mod history;
 mod instances;
 mod isolation;
 mod modem;

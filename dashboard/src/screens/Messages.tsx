@@ -1,7 +1,8 @@
 // Message history: an instance's texts, newest first, with filters, and one
 // sent text with each part's reference and status. Read from
 // `GET /message/find/{instance}` and `GET /message/{instance}/{id}`, and
-// cancellable while no part went out (`DELETE /message/{instance}/{id}`).
+// cancellable while no part went out (`DELETE /message/{instance}/{id}`;
+// once a driver took it the server answers 409, shown as it says).
 import { useEffect, useState } from "preact/hooks";
 import { ApiError, del, get, path } from "../api";
 import { Confirm, Field, Notice, ScreenTitle, timeOf } from "../components/ui";
@@ -50,7 +51,8 @@ interface MessageView {
   createdAt: string;
   sendAt?: string;
   validUntil?: string;
-  claimedAt?: string;
+  /** Why a queued message still waits (scheduled, or a throttle). */
+  waiting?: string | null;
   parts: PartView[];
 }
 
@@ -298,12 +300,14 @@ export function Message(props: { instance: string; id: string }) {
                   <dd>{dateTime(message.validUntil)}</dd>
                 </div>
               )}
-              <div>
-                <dt>Taken to send</dt>
-                <dd>{dateTime(message.claimedAt)}</dd>
-              </div>
+              {message.waiting && (
+                <div>
+                  <dt>Waiting</dt>
+                  <dd data-testid="message-waiting">{message.waiting}</dd>
+                </div>
+              )}
             </dl>
-            {message.status === "queued" && !message.claimedAt && (
+            {message.status === "queued" && (
               <div class="actions">
                 <button type="button" class="danger" onClick={() => setAsking(true)}>
                   Cancel this message
