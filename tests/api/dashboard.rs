@@ -3,7 +3,8 @@
 //! `dashboard/e2e/run.mjs`): sign in, a wrong key, create instances, live
 //! events, sending a text to `delivered`, filters, pause and resume from
 //! the last id, a server restart, webhook and retention, metrics, the
-//! screens for APIs this server lacks, delete, and an instance key that
+//! cluster's nodes, message history (the list, its filters, one message),
+//! the pools screen for an API this server lacks, delete, and an instance key that
 //! sees only its instance. It takes screenshots of every screen at desktop
 //! and phone width into `target/dashboard-screenshots/`.
 
@@ -120,11 +121,15 @@ const SCREENS: &[&str] = &[
     "instance",
     "metrics",
     "cluster",
+    "pools",
     "message-history",
+    "messages",
     "delete-confirm",
     "instance-key-instances",
     "instance-key-events",
     "instance-key-send",
+    "instance-key-messages",
+    "instance-key-cluster",
 ];
 
 /// The steps the browser run reports, in order.
@@ -141,7 +146,8 @@ const STEPS: &[&str] = &[
     "webhook status and retention per instance",
     "log out, connect and restart an instance",
     "metrics as charts",
-    "cluster, pools and message history say when the server lacks them",
+    "the cluster's nodes, and pools when the server lacks them",
+    "message history: the list, its filters and one message",
     "delete asks first",
     "after a server restart the stream resumes from its last id",
     "signing out forgets the key",
