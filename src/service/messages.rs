@@ -170,7 +170,10 @@ impl Service {
         self.exists(name)?;
         let store = self.log.store();
         let message = store.message(name, id).await?.ok_or_else(|| {
-            ServiceError::NotFound(format!("instance '{name}' has no message '{id}'"))
+            ServiceError::NotFound(format!(
+                "instance '{name}' has no message '{}'",
+                crate::domain::truncate(id, 64)
+            ))
         })?;
         let parts = store.message_parts(&message.id).await?;
         let now = Utc::now();
@@ -208,7 +211,10 @@ impl Service {
     ) -> Result<OutboxRow, ServiceError> {
         self.exists(name)?;
         let message = self.log.store().message(name, id).await?.ok_or_else(|| {
-            ServiceError::NotFound(format!("instance '{name}' has no message '{id}'"))
+            ServiceError::NotFound(format!(
+                "instance '{name}' has no message '{}'",
+                crate::domain::truncate(id, 64)
+            ))
         })?;
         let event = DeliveryData {
             id: message.id.clone(),

@@ -53,12 +53,12 @@ on_both_backends! {
                     "received".to_owned()
                 } else {
                     log.iter()
-                        .filter(|x| x["event"] == "delivery" && x["data"]["id"] == d["id"])
-                        .last()
-                        .map(|x| x["data"]["status"].as_str().unwrap().to_owned())
+                        .rev()
+                        .find(|x| x["event"] == "delivery" && x["data"]["id"] == d["id"])
+                        .map(|x| x["data"]["status"].as_str().expect("present").to_owned())
                         .unwrap_or_default()
                 };
-                (d["id"].as_str().unwrap().to_owned(), d["direction"].as_str().unwrap().to_owned(), status)
+                (d["id"].as_str().expect("present").to_owned(), d["direction"].as_str().expect("present").to_owned(), status)
             })
             .collect();
         expected.reverse();
@@ -66,25 +66,25 @@ on_both_backends! {
         let all = find(&app, "").await;
         let got: Vec<(String, String, String)> = all["messages"]
             .as_array()
-            .unwrap()
+            .expect("present")
             .iter()
             .map(|m| (
-                m["id"].as_str().unwrap().to_owned(),
-                m["direction"].as_str().unwrap().to_owned(),
-                m["status"].as_str().unwrap().to_owned(),
+                m["id"].as_str().expect("present").to_owned(),
+                m["direction"].as_str().expect("present").to_owned(),
+                m["status"].as_str().expect("present").to_owned(),
             ))
             .collect();
         assert_eq!(got, expected);
         assert_eq!(all["nextCursor"], Value::Null);
-        let three = all["messages"].as_array().unwrap().iter().find(|m| m["id"] == third.as_str()).expect("listed");
+        let three = all["messages"].as_array().expect("present").iter().find(|m| m["id"] == third.as_str()).expect("listed");
         assert_eq!((three["text"].as_str(), three["number"].as_str(), three["to"].as_str()), (Some("three"), Some("+15550000001"), Some("+15550000001")), "{all:#}");
-        let echo = all["messages"].as_array().unwrap().iter().find(|m| m["text"] == "Echo: three").expect("listed");
+        let echo = all["messages"].as_array().expect("present").iter().find(|m| m["text"] == "Echo: three").expect("listed");
         assert_eq!((echo["direction"].as_str(), echo["number"].as_str(), echo["from"].as_str()), (Some("incoming"), Some("+15550000001"), Some("+15550000001")), "{all:#}");
 
         // Filters: direction, number, status.
         assert_eq!(ids(&find(&app, "?direction=outgoing").await), [third.clone(), second.clone(), first.clone()]);
         assert_eq!(ids(&find(&app, "?direction=outgoing&number=%2B15550000001").await), [third.clone(), first.clone()]);
-        assert_eq!(find(&app, "?direction=incoming&status=received").await["messages"].as_array().unwrap().len(), 3);
+        assert_eq!(find(&app, "?direction=incoming&status=received").await["messages"].as_array().expect("present").len(), 3);
         assert_eq!(ids(&find(&app, "?status=delivered").await), [third.clone(), second.clone(), first.clone()]);
         assert!(ids(&find(&app, "?status=queued").await).is_empty());
         assert!(ids(&find(&app, "?until=2000-01-01T00:00:00Z").await).is_empty());
@@ -126,16 +126,16 @@ on_both_backends! {
         assert_eq!(get(&app, "/message/find/ghost").await.0, 404);
         assert_eq!(get(&app, "/message/alpha/no-such-message").await.0, 404);
         // An incoming message has no outbox row: listed, not shown alone.
-        let echo = find(&app, "?direction=incoming&limit=1").await["messages"][0]["id"].as_str().unwrap().to_owned();
+        let echo = find(&app, "?direction=incoming&limit=1").await["messages"][0]["id"].as_str().expect("present").to_owned();
         assert_eq!(get(&app, &format!("/message/alpha/{echo}")).await.0, 404);
 
         // An instance key reads its own instance only.
         let beta_key = app.create_instance("beta", quick_simulator()).await;
-        let mine = app.with_key(Method::GET, "/message/find/beta", &beta_key).send().await.unwrap();
+        let mine = app.with_key(Method::GET, "/message/find/beta", &beta_key).send().await.expect("present");
         assert_eq!(mine.status(), 200);
-        let theirs = app.with_key(Method::GET, "/message/find/alpha", &beta_key).send().await.unwrap();
+        let theirs = app.with_key(Method::GET, "/message/find/alpha", &beta_key).send().await.expect("present");
         assert_eq!(theirs.status(), 403);
-        let theirs = app.with_key(Method::GET, &format!("/message/alpha/{first}"), &beta_key).send().await.unwrap();
+        let theirs = app.with_key(Method::GET, &format!("/message/alpha/{first}"), &beta_key).send().await.expect("present");
         assert_eq!(theirs.status(), 403);
         let (status, _) = get(&app, &format!("/message/beta/{first}")).await;
         assert_eq!(status, 404, "another instance's message is not found through this one");
@@ -169,7 +169,7 @@ on_both_backends! {
             query = format!("?number=%2B15550000007&limit=2&cursor={cursor}");
         };
         assert_eq!(requests, 3, "12,000 events to pass, 5,000 per request");
-        let found = page["messages"].as_array().unwrap();
+        let found = page["messages"].as_array().expect("present");
         assert_eq!(found.len(), 2, "{page:#}");
         assert_eq!((found[0]["direction"].as_str(), found[0]["text"].as_str()), (Some("incoming"), Some("Echo: needle")));
         assert_eq!(found[1]["id"], needle.as_str());
