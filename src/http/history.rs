@@ -163,7 +163,7 @@ pub async fn find(
 ) -> Result<HttpResponse, ApiError> {
     let name = caller.instance(&path.instance)?;
     let direction = match query.direction.as_deref() {
-        None | Some("") => None,
+        None => None,
         Some("incoming") => Some(Direction::Incoming),
         Some("outgoing") => Some(Direction::Outgoing),
         Some(_) => {

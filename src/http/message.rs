@@ -289,7 +289,7 @@ pub struct PartView {
 #[serde(rename_all = "camelCase")]
 pub struct MessageAnswer {
     id: String,
-    #[schema(pattern = "^outbound$")]
+    #[schema(pattern = "^outgoing$")]
     direction: String,
     instance: String,
     /// The pool it was sent to (none: sent to the instance).
