@@ -27,7 +27,7 @@ pub use modem_options::{
 };
 pub use number::{InvalidNumber, NumberRules, PhoneNumber, Region};
 pub use profile::{StreamProfile, UnknownProfile};
-pub use schedule::{Schedule, ScheduleRequest};
+pub use schedule::{rfc3339, Schedule, ScheduleRequest};
 pub use secret::WebhookSecret;
 pub use settings::{Retention, WebsocketSettings};
 pub use text::truncate;

@@ -46,7 +46,8 @@ impl Default for Schedule {
     }
 }
 
-fn rfc3339(field: &str, raw: &str) -> Result<DateTime<Utc>, String> {
+/// Parses an RFC 3339 time given in `field`; the error names the field.
+pub fn rfc3339(field: &str, raw: &str) -> Result<DateTime<Utc>, String> {
     DateTime::parse_from_rfc3339(raw.trim())
         .map(|t| t.with_timezone(&Utc))
         .map_err(|e| format!("'{field}' must be an RFC 3339 time like 2026-12-01T09:00:00Z: {e}"))

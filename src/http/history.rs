@@ -9,18 +9,10 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::{answer, error::ApiError, query::Query, AppState, Caller};
 use crate::{
+    domain::rfc3339,
     event::{data::Direction, format_timestamp},
     service::{HistoryEntry, HistoryQuery},
 };
-
-/// An instance, in the path.
-#[derive(IntoParams, Deserialize)]
-#[into_params(parameter_in = Path)]
-pub struct InstancePath {
-    /// The instance's name.
-    #[param(pattern = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$", example = "alpha")]
-    instance: String,
-}
 
 /// `GET /message/find/{instance}`'s query.
 #[derive(Deserialize, IntoParams)]
@@ -97,16 +89,8 @@ pub struct HistoryAnswer {
 }
 
 fn time(raw: Option<&str>, name: &str) -> Result<Option<DateTime<Utc>>, ApiError> {
-    raw.map(|raw| {
-        DateTime::parse_from_rfc3339(raw)
-            .map(|t| t.with_timezone(&Utc))
-            .map_err(|_| {
-                ApiError::BadRequest(format!(
-                    "'{name}' must be an RFC 3339 time such as 2026-11-30T00:00:00Z"
-                ))
-            })
-    })
-    .transpose()
+    raw.map(|raw| rfc3339(name, raw).map_err(ApiError::BadRequest))
+        .transpose()
 }
 
 fn item(entry: HistoryEntry) -> HistoryItem {
@@ -141,7 +125,7 @@ fn item(entry: HistoryEntry) -> HistoryItem {
 /// with its current delivery status and schedule. Page with `cursor`.
 #[utoipa::path(
     get, path = "/message/find/{instance}", tag = "messages", operation_id = "findMessages",
-    params(InstancePath, FindQuery),
+    params(super::openapi::InstancePath, FindQuery),
     responses(
         (status = 200, description = "A page of messages", body = HistoryAnswer, example = json!({
             "messages": [{"id": "01a22a36-1da5-75f1-b490-9e0d0ed5abbf", "direction": "outgoing",
@@ -158,10 +142,10 @@ fn item(entry: HistoryEntry) -> HistoryItem {
 pub async fn find(
     caller: Caller,
     state: web::Data<AppState>,
-    path: web::Path<InstancePath>,
+    path: web::Path<String>,
     query: Query<FindQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let name = caller.instance(&path.instance)?;
+    let name = caller.instance(&path)?;
     let direction = match query.direction.as_deref() {
         None => None,
         Some("incoming") => Some(Direction::Incoming),

@@ -9,6 +9,8 @@
 //! events: when that runs out before the page is full, the answer is a
 //! shorter page with a cursor to go on from, never an unbounded scan.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 
 use super::{Service, ServiceError};
@@ -175,12 +177,15 @@ impl Service {
                 .filter(|e| e.message.direction == Direction::Outgoing)
                 .map(|e| e.message.id.as_str())
                 .collect();
-            let mut rows = store.messages_by_id(name, &ids).await?;
+            let mut rows: HashMap<String, OutboxRow> = store
+                .messages_by_id(name, &ids)
+                .await?
+                .into_iter()
+                .map(|row| (row.id.clone(), row))
+                .collect();
             for entry in &mut chunk {
                 if entry.message.direction == Direction::Outgoing {
-                    if let Some(at) = rows.iter().position(|r| r.id == entry.message.id) {
-                        entry.outbox = Some(rows.swap_remove(at));
-                    }
+                    entry.outbox = rows.remove(&entry.message.id);
                 }
             }
             for entry in chunk {
