@@ -183,6 +183,23 @@ impl Application {
         let service = Arc::new(
             Service::new(registry, log, hub, webhooks, settings.clone()).with_cluster(cluster),
         );
+        if let Some(cluster) = service.cluster() {
+            // Weak: the service holds the cluster, which must not keep the
+            // service alive in turn.
+            let service = Arc::downgrade(&service);
+            cluster.answer_with(Arc::new(move |call| {
+                let service = service.clone();
+                Box::pin(async move {
+                    match service.upgrade() {
+                        Some(service) => service.run_remote(call).await,
+                        None => Err(crate::cluster::RemoteError {
+                            kind: "unavailable".into(),
+                            message: "the node is shutting down".into(),
+                        }),
+                    }
+                })
+            }));
+        }
         service.ensure_instances(&settings.instances).await?;
 
         let addr = listener

@@ -16,8 +16,11 @@
 //! On SQLite there is no cluster: one process owns the data directory, and
 //! its drivers run unfenced ([`crate::instance::supervisor::Permit::Always`]).
 
+mod commands;
 pub mod placement;
 pub mod tailer;
+
+pub use commands::{Answerer, Asked, CommandError, Forwarded, RemoteCall, RemoteError};
 
 use std::{
     collections::{HashMap, HashSet},
@@ -81,22 +84,6 @@ pub fn observe(events: &[Event], wake: &Notify, registry: Option<&Registry>) {
     }
 }
 
-/// How long an API call on a node that does not drive the instance waits
-/// for the owner to take the command it left.
-const FORWARD_WAIT: Duration = Duration::from_secs(5);
-/// How often that call looks whether the command was taken.
-const FORWARD_POLL: Duration = Duration::from_millis(50);
-
-/// What became of a lifecycle command asked of a node that does not drive
-/// the instance.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Forwarded {
-    /// The node driving the instance (as this node knows), if any.
-    pub owner: Option<String>,
-    /// Whether the owner took the command within [`FORWARD_WAIT`].
-    pub taken: bool,
-}
-
 /// What a webhook's lease key starts with (instance names cannot hold ':').
 const WEBHOOK_KEY: &str = "webhook:";
 
@@ -143,6 +130,9 @@ pub struct Cluster {
     /// Runs a renew early: an instance was created, changed or deleted on
     /// some node (seen in the log by the tailer).
     wake: Arc<Notify>,
+    /// Runs the commands that answer (see [`commands`]); set once the
+    /// service exists.
+    answerer: std::sync::OnceLock<Answerer>,
 }
 
 impl Cluster {
@@ -174,6 +164,7 @@ impl Cluster {
             reported_down: Mutex::default(),
             stats: ClusterStats::default(),
             wake,
+            answerer: std::sync::OnceLock::new(),
         }))
     }
 
@@ -196,103 +187,6 @@ impl Cluster {
     /// The node holding the instance's lease, as of the last renew.
     pub fn owner(&self, name: &InstanceName) -> Option<String> {
         self.owners.lock().get(name.as_str()).cloned()
-    }
-
-    /// Leaves a lifecycle command (`connect`, `restart`, `logout`) for the
-    /// node driving the instance and waits, boundedly, until it takes it.
-    /// `None` when this node drives it (the caller already acted).
-    pub async fn forward(
-        &self,
-        name: &InstanceName,
-        kind: &str,
-    ) -> Result<Option<Forwarded>, StoreError> {
-        if self.held.lock().contains_key(name.as_str()) {
-            return Ok(None);
-        }
-        // Read afresh: the snapshot of the last renew may predate the
-        // owner's acquisition.
-        let owner = self
-            .store
-            .leases()
-            .await?
-            .into_iter()
-            .find(|l| l.live && l.key == name.as_str())
-            .map(|l| l.node);
-        let Some(owner) = owner else {
-            // Nobody drives it now; whoever takes its lease starts it as
-            // its stored settings say.
-            return Ok(Some(Forwarded {
-                owner: None,
-                taken: false,
-            }));
-        };
-        let id = self.store.insert_command(name.as_str(), kind).await?;
-        let deadline = Instant::now() + FORWARD_WAIT;
-        loop {
-            if let Some(node) = self.store.command_taken_by(id).await? {
-                return Ok(Some(Forwarded {
-                    owner: Some(node),
-                    taken: true,
-                }));
-            }
-            if Instant::now() >= deadline {
-                return Ok(Some(Forwarded {
-                    owner: Some(owner),
-                    taken: false,
-                }));
-            }
-            // pacing: how often to look again.
-            tokio::time::sleep(FORWARD_POLL).await;
-        }
-    }
-
-    /// Runs the commands other nodes left for the instances this node
-    /// drives, every `cluster.poll_ms`, until `stop`.
-    pub async fn run_commands(self: Arc<Self>, stop: CancellationToken) {
-        let poll = Duration::from_millis(self.settings.poll_ms);
-        loop {
-            let mine: Vec<String> = self
-                .held
-                .lock()
-                .keys()
-                .filter(|k| !k.starts_with(WEBHOOK_KEY))
-                .cloned()
-                .collect();
-            match self.store.take_commands(&self.node, &mine).await {
-                Ok(commands) => {
-                    for (id, instance, kind) in commands {
-                        self.run_command(id, &instance, &kind).await;
-                    }
-                }
-                Err(err) => {
-                    tracing::warn!(error = %err.report(), "cannot read commands; trying again")
-                }
-            }
-            tokio::select! {
-                _ = stop.cancelled() => break,
-                // pacing: commands wait at most this long.
-                _ = tokio::time::sleep(poll) => {}
-            }
-        }
-    }
-
-    async fn run_command(&self, id: i64, instance: &str, kind: &str) {
-        let Ok(name) = InstanceName::parse(instance) else {
-            return;
-        };
-        let Ok(supervisor) = self.registry.supervisor(&name) else {
-            return;
-        };
-        tracing::info!(node = %self.node, id, instance, kind, "running a command from another node");
-        let _ = match kind {
-            "connect" => supervisor.connect().await,
-            "restart" => supervisor.restart().await,
-            "logout" => supervisor.logout().await,
-            other => {
-                tracing::warn!(id, kind = other, "unknown command; ignored");
-                Ok(())
-            }
-        };
     }
 
     /// Every node that has a row, with the instances each holds.

@@ -2,7 +2,8 @@
 //!
 //! The answer waits for the modem: 200 with the call's id once it hung up,
 //! 404 when no call (or not that one) is ringing, 409 when the instance's
-//! modem actor is not running.
+//! modem actor is not running. In a cluster the node driving the instance
+//! hangs up (see `service/remote.rs`).
 
 use actix_web::{http::StatusCode, web, HttpResponse};
 use serde::{Deserialize, Serialize};
@@ -45,6 +46,10 @@ pub struct Rejected {
         (status = 409, description = "The instance's modem actor is not running",
             body = super::openapi::ErrorBody,
             example = json!({"error": {"code": "CONFLICT", "message": "instance 'alpha' is not connected"}})),
+        (status = 504, description = "In a cluster: the node driving the instance did not answer in time",
+            body = super::openapi::ErrorBody,
+            example = json!({"error": {"code": "GATEWAY_TIMEOUT",
+                "message": "instance 'alpha' is driven by node host-b, which did not answer within 35s"}})),
     ),
 )]
 pub async fn reject(

@@ -153,6 +153,7 @@ impl From<ServiceError> for ApiError {
             ServiceError::Conflict(message) => ApiError::Conflict(message),
             ServiceError::CursorExpired(message) => ApiError::CursorExpired(message),
             ServiceError::Timeout(message) => ApiError::GatewayTimeout(message),
+            ServiceError::Busy(message) => ApiError::RateLimited(message),
             ServiceError::Store(err) => err.into(),
         }
     }

@@ -11,7 +11,7 @@ use chrono::Utc;
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
-use super::{Service, ServiceError};
+use super::{remote, Service, ServiceError};
 use crate::{
     cluster::Forwarded,
     config::InstanceSeed,
@@ -30,6 +30,9 @@ use crate::{
 const SETTLE: Duration = Duration::from_millis(500);
 /// Longest wait for a driver to hang up a call (it may be busy sending).
 const CALL_ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
+/// Beyond the owner's own deadline, how long a call through another node
+/// waits for its answer to come back through the database.
+pub(super) const REMOTE_GRACE: Duration = Duration::from_secs(5);
 
 /// Presences a client may set for its own instance.
 pub const PRESENCES: &[&str] = &[
@@ -364,8 +367,30 @@ impl Service {
     }
 
     /// Hangs up a call ringing on the instance's modem (`call_id` absent:
-    /// whichever rings) and answers the call's id once it did.
+    /// whichever rings) and answers the call's id once it did. In a
+    /// cluster, the node driving the instance does it.
     pub async fn reject_call(
+        &self,
+        name: &InstanceName,
+        call_id: Option<String>,
+    ) -> Result<String, ServiceError> {
+        self.exists(name)?;
+        let args = serde_json::json!({ "callId": call_id });
+        let wait = CALL_ANSWER_TIMEOUT + REMOTE_GRACE;
+        match self
+            .ask_owner(name, remote::REJECT_CALL, args, wait)
+            .await?
+        {
+            Some(serde_json::Value::String(id)) => Ok(id),
+            Some(other) => Err(ServiceError::Conflict(format!(
+                "instance '{name}': its node answered the call's id as {other}"
+            ))),
+            None => self.reject_call_here(name, call_id).await,
+        }
+    }
+
+    /// [`Service::reject_call`] on this node's driver.
+    pub(super) async fn reject_call_here(
         &self,
         name: &InstanceName,
         call_id: Option<String>,

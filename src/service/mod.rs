@@ -13,6 +13,7 @@ mod groups;
 mod history;
 mod instances;
 mod messages;
+mod remote;
 mod settings;
 mod ussd;
 mod webhooks;
@@ -57,6 +58,9 @@ pub enum ServiceError {
     /// The modem or the network did not answer in time.
     #[error("{0}")]
     Timeout(String),
+    /// Too much is already waiting for the same thing; try again shortly.
+    #[error("{0}")]
+    Busy(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -66,6 +70,15 @@ impl From<RegistryError> for ServiceError {
         match err {
             RegistryError::NotFound(name) => ServiceError::not_found(&name),
             RegistryError::Conflict(message) => ServiceError::Conflict(message),
+        }
+    }
+}
+
+impl From<crate::cluster::CommandError> for ServiceError {
+    fn from(err: crate::cluster::CommandError) -> Self {
+        match err {
+            crate::cluster::CommandError::Store(err) => ServiceError::Store(err),
+            busy @ crate::cluster::CommandError::Busy(_) => ServiceError::Busy(busy.to_string()),
         }
     }
 }

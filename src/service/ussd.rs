@@ -73,6 +73,29 @@ impl Service {
             }
             None => DEFAULT_USSD_TIMEOUT,
         };
+        self.exists(name)?;
+        let args = super::remote::ussd_args(&request, timeout);
+        let wait = timeout + DRIVER_GRACE + super::instances::REMOTE_GRACE;
+        match self
+            .ask_owner(name, super::remote::USSD, args, wait)
+            .await?
+        {
+            Some(answer) => serde_json::from_value(answer).map_err(|e| {
+                ServiceError::Conflict(format!(
+                    "instance '{name}': its node's answer is unreadable: {e}"
+                ))
+            }),
+            None => self.ussd_here(name, request, timeout).await,
+        }
+    }
+
+    /// [`Service::ussd`] on this node's driver.
+    pub(super) async fn ussd_here(
+        &self,
+        name: &InstanceName,
+        request: UssdRequest,
+        timeout: Duration,
+    ) -> Result<UssdAnswer, ServiceError> {
         let (reply, answer) = oneshot::channel();
         let accepted = self.registry.command(
             name,

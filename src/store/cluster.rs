@@ -305,36 +305,91 @@ impl Store {
     }
 }
 
+/// A command this node took to run.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct TakenCommand {
+    pub id: i64,
+    pub instance: String,
+    pub kind: String,
+    pub args: Option<String>,
+}
+
 /// How long a command waits to be taken before its owner ignores it (the
 /// node that asked has answered "not taken" long before).
 const COMMAND_FRESH_MS: i64 = 30_000;
 /// Commands older than this are deleted.
 const COMMAND_KEPT_MS: i64 = 3_600_000;
 
-impl Store {
-    /// Asks the node driving `instance` to run a lifecycle command
-    /// (`connect`, `restart`, `logout`); returns its id.
-    pub async fn insert_command(&self, instance: &str, kind: &str) -> Result<i64, StoreError> {
-        let (id,): (i64,) = self
-            .pool
-            .fetch_one(
-                Stmt::new("INSERT INTO commands (instance, kind) VALUES ($1, $2) RETURNING id")
-                    .bind(instance)
-                    .bind(kind),
-            )
-            .await?;
-        Ok(id)
-    }
+/// At most this many commands wait, not yet taken, for one instance: a
+/// client repeating `restart` cannot grow the table without bound.
+pub const MAX_WAITING_COMMANDS: i64 = 32;
 
-    /// Which node took a command, if one did.
-    pub async fn command_taken_by(&self, id: i64) -> Result<Option<String>, StoreError> {
-        let row: Option<(Option<String>,)> = self
+/// A command's progress, as the node that asked reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandProgress {
+    /// The node that took it.
+    pub taken_by: Option<String>,
+    /// What it answered (JSON), for commands that answer.
+    pub answer: Option<String>,
+}
+
+impl Store {
+    /// Asks the node driving `instance` to run a command (`connect`,
+    /// `restart`, `logout`, or one that answers, with its JSON `args`);
+    /// returns its id, or `None` when [`MAX_WAITING_COMMANDS`] fresh ones
+    /// already wait for that instance.
+    pub async fn insert_command(
+        &self,
+        instance: &str,
+        kind: &str,
+        args: Option<&str>,
+    ) -> Result<Option<i64>, StoreError> {
+        // One statement, so two nodes asking at once cannot both pass the
+        // count: the insert happens only while fewer are waiting.
+        let row: Option<(i64,)> = self
             .pool
-            .fetch_all(Stmt::new("SELECT taken_by FROM commands WHERE id = $1").bind(id))
+            .fetch_all(
+                Stmt::new(
+                    "INSERT INTO commands (instance, kind, args) \
+                     SELECT $1, $2, $3 WHERE (SELECT COUNT(*) FROM commands \
+                       WHERE instance = $1 AND taken_by IS NULL \
+                       AND created_at > clock_timestamp() - $5 * interval '1 millisecond') < $4 \
+                     RETURNING id",
+                )
+                .bind(instance)
+                .bind(kind)
+                .bind(args)
+                .bind(MAX_WAITING_COMMANDS)
+                .bind(COMMAND_FRESH_MS),
+            )
             .await?
             .into_iter()
             .next();
-        Ok(row.and_then(|(node,)| node))
+        Ok(row.map(|(id,)| id))
+    }
+
+    /// Writes what a command answered, for the node that asked.
+    pub async fn answer_command(&self, id: i64, answer: &str) -> Result<(), StoreError> {
+        self.pool
+            .execute(
+                Stmt::new("UPDATE commands SET answer = $2 WHERE id = $1")
+                    .bind(id)
+                    .bind(answer),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Who took a command and what it answered, so far.
+    pub async fn command_progress(&self, id: i64) -> Result<CommandProgress, StoreError> {
+        let row: Option<(Option<String>, Option<String>)> = self
+            .pool
+            .fetch_all(Stmt::new("SELECT taken_by, answer FROM commands WHERE id = $1").bind(id))
+            .await?
+            .into_iter()
+            .next();
+        let (taken_by, answer) = row.unwrap_or_default();
+        Ok(CommandProgress { taken_by, answer })
     }
 
     /// Deletes commands older than an hour: the table holds at most what
@@ -358,7 +413,7 @@ impl Store {
         &self,
         node: &str,
         instances: &[String],
-    ) -> Result<Vec<(i64, String, String)>, StoreError> {
+    ) -> Result<Vec<TakenCommand>, StoreError> {
         if instances.is_empty() {
             return Ok(Vec::new());
         }
@@ -366,10 +421,10 @@ impl Store {
             "UPDATE commands SET taken_by = $1, taken_at = clock_timestamp() \
              WHERE taken_by IS NULL AND {} \
              AND created_at > clock_timestamp() - $3 * interval '1 millisecond' \
-             RETURNING id, instance, kind",
+             RETURNING id, instance, kind, args",
             self.pool.dialect().in_list("instance", 2)
         );
-        let mut rows: Vec<(i64, String, String)> = self
+        let mut rows: Vec<TakenCommand> = self
             .pool
             .fetch_all(
                 Stmt::new(sql)
@@ -378,7 +433,7 @@ impl Store {
                     .bind(COMMAND_FRESH_MS),
             )
             .await?;
-        rows.sort_by_key(|(id, _, _)| *id);
+        rows.sort_by_key(|command| command.id);
         Ok(rows)
     }
 }

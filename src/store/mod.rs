@@ -66,7 +66,7 @@ use rows::{
     webhook_from_row, GroupTuple,
 };
 
-pub use cluster::{Fence, LeaseRow, NodeRow};
+pub use cluster::{CommandProgress, Fence, LeaseRow, NodeRow, TakenCommand, MAX_WAITING_COMMANDS};
 pub use commit::Isolation;
 pub use error::{Cause, StoreError};
 pub use history::BackwardQuery;

@@ -732,3 +732,124 @@ async fn lifecycle_commands_through_any_node_reach_the_owner() {
     .await;
     assert_eq!(a.owner("alpha").await, Some(owner));
 }
+
+/// USSD and `call/reject` need the instance's driver: through a node that
+/// does not drive the instance they are run by the node that does, and
+/// answer as a local call would (the virtual modem's USSD menu; "no call
+/// is ringing" from its driver, not "no running modem" from this node's).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ussd_and_call_reject_through_any_node_are_answered_by_the_owners_driver() {
+    let db = TestDb::new(Backend::Postgres).await;
+    let a = Node::start(&db, "node-a").await;
+    let b = Node::start(&db, "node-b").await;
+    a.create_instance("alpha", quick_simulator(), None).await;
+    let owner = driven(&a, "alpha", 0).await;
+    let other = if owner == a.name { &b } else { &a };
+    wait_for("the other node to know the instance", LONG, async || {
+        other.knows("alpha").await
+    })
+    .await;
+    let call = async |node: &Node, method: Method, path: &str, body: Value| {
+        let response = node
+            .request(method, path)
+            .json(&body)
+            .send()
+            .await
+            .expect("request");
+        let status = response.status().as_u16();
+        (status, response.json::<Value>().await.expect("a JSON body"))
+    };
+
+    let (status, body) = call(
+        other,
+        Method::POST,
+        "/ussd/alpha",
+        json!({ "code": "*101#" }),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["ussd"]["status"], "menu", "{body}");
+    let (status, body) = call(other, Method::POST, "/ussd/alpha", json!({ "reply": "2" })).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body["ussd"]["text"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("Bundles")),
+        "{body}"
+    );
+    // The menu the other node opened is the owner's own session.
+    let (status, body) = call(
+        a_or_b(&a, &b, &owner),
+        Method::DELETE,
+        "/ussd/alpha",
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["ussd"]["status"], "cancelled", "{body}");
+
+    let (status, body) = call(other, Method::POST, "/call/reject/alpha", json!({})).await;
+    assert_eq!(status, 404, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("no call is ringing")),
+        "{body}"
+    );
+    // An error of the request itself is still this node's to answer.
+    let (status, body) = call(other, Method::POST, "/ussd/alpha", json!({ "code": "x'" })).await;
+    assert_eq!(status, 400, "{body}");
+}
+
+fn a_or_b<'n>(a: &'n Node, b: &'n Node, name: &str) -> &'n Node {
+    if a.name == name {
+        a
+    } else {
+        b
+    }
+}
+
+/// The commands table is bounded: a client repeating calls for an
+/// instance whose node does not take them cannot grow it. The bound is
+/// per instance, so one instance's backlog does not refuse another's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_waiting_for_an_owner_are_bounded_per_instance() {
+    let db = TestDb::new(Backend::Postgres).await;
+    let url = secrecy::SecretString::from(db.url.clone().expect("a PostgreSQL URL"));
+    let store = Store::connect(Some(&url), db.dir.path(), 4)
+        .await
+        .expect("connect");
+    let max = switchboard::store::MAX_WAITING_COMMANDS;
+    for n in 0..max {
+        let id = store
+            .insert_command("alpha", "restart", None)
+            .await
+            .expect("insert");
+        assert!(id.is_some(), "command {n} of {max} is accepted");
+    }
+    assert_eq!(
+        store
+            .insert_command("alpha", "restart", None)
+            .await
+            .expect("insert"),
+        None,
+        "one past the bound is refused"
+    );
+    assert!(store
+        .insert_command("beta", "restart", None)
+        .await
+        .expect("insert")
+        .is_some());
+    // Once the owner takes them, there is room again.
+    let taken = store
+        .take_commands("node-a", &["alpha".to_owned()])
+        .await
+        .expect("take");
+    assert_eq!(taken.len() as i64, max);
+    assert!(store
+        .insert_command("alpha", "restart", None)
+        .await
+        .expect("insert")
+        .is_some());
+    store.close().await;
+}

@@ -420,7 +420,8 @@ fn add_errors(
             operation,
             429,
             "RATE_LIMITED",
-            "too many failed authentications from this address",
+            "too many failed authentications from this address, or (in a cluster) too many \
+             commands already waiting for the node driving the instance; retry later",
             "too many failed authentications from your address; try again in a minute",
         );
         if streams {
