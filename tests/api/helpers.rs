@@ -244,10 +244,12 @@ impl TestApp {
     /// Stops the server gracefully and waits until it has.
     pub async fn stop(self) {
         self.handle.stop();
-        self.join
-            .await
-            .expect("server task")
-            .expect("server stopped cleanly");
+        match self.join.await {
+            Ok(result) => result.expect("server stopped cleanly"),
+            // The server's own panic message, first, where a log's tail
+            // shows it.
+            Err(err) => panic!("the server task failed while stopping: {err}"),
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
