@@ -140,6 +140,11 @@ impl Service {
         Ok(views)
     }
 
+    /// Each pool's name and the messages waiting in it, for `/metrics`.
+    pub async fn pool_backlog(&self) -> Result<Vec<(String, i64)>, ServiceError> {
+        Ok(self.log.store().pool_backlog().await?)
+    }
+
     /// A pool, or 404.
     pub(super) async fn find_pool(&self, name: &InstanceName) -> Result<PoolRow, ServiceError> {
         self.log

@@ -93,6 +93,18 @@ impl Store {
             .collect())
     }
 
+    /// Every pool with the count of messages waiting in it (no member took
+    /// them yet), by name: the `switchboard_pool_queued` gauge.
+    pub async fn pool_backlog(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        self.pool
+            .fetch_all(Stmt::new(
+                "SELECT p.name, count(o.id) FROM pools p LEFT JOIN outbox o \
+                 ON o.instance = p.name AND o.pool = p.name AND o.status = 'queued' \
+                 GROUP BY p.name ORDER BY p.name",
+            ))
+            .await
+    }
+
     /// The members of `names` whose modem is connected now.
     pub async fn healthy(
         &self,
