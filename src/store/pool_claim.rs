@@ -9,8 +9,11 @@
 //! 2. the pool's throttle is checked and counted like an instance's (scope:
 //!    the pool's name), so both the pool's and the member's limits hold;
 //! 3. each waiting, due message is offered to the strategy
-//!    ([`PoolSpec::chooses`]) with the members' health as `member_health`
-//!    says (written with their connection events); one the member may take
+//!    ([`crate::domain::PoolSpec::chooses`]) with the members' health as
+//!    `member_health` says (written with their connection events; in a
+//!    cluster, only while the lease of the node driving the member holds,
+//!    so a node that died without a word stops counting once its lease
+//!    runs out); one the member may take
 //!    is claimed with the same conditional UPDATE as an instance's message
 //!    (still waiting, still the pool's), which rewrites its `instance` to
 //!    the member and keeps `pool`.
@@ -31,7 +34,7 @@ use chrono::{DateTime, Utc};
 use super::{
     db::{Stmt, Tx},
     outbox::{allowance, count_taken, Held, MinuteOf},
-    pools::{member_of, pool_from_row, PoolTuple},
+    pools::{healthy_sql, member_of, pool_from_row, PoolTuple},
     rows::{outbox_from_row, to_micros, OutboxTuple, OUTBOX_COLUMNS},
     OutboxRow, StoreError,
 };
@@ -115,13 +118,7 @@ pub(super) async fn claim(
         // 3. The strategy decides, message by message.
         let members: Vec<&str> = pool.spec.members.iter().map(|m| m.as_str()).collect();
         let healthy: Vec<(String,)> = tx
-            .fetch_all(
-                Stmt::new(format!(
-                    "SELECT instance FROM member_health WHERE healthy AND {}",
-                    dialect.in_list("instance", 1)
-                ))
-                .bind(members.clone()),
-            )
+            .fetch_all(Stmt::new(healthy_sql(dialect)).bind(members.clone()))
             .await?;
         let healthy: HashSet<InstanceName> = healthy
             .into_iter()

@@ -110,10 +110,7 @@ impl Store {
         &self,
         names: &[InstanceName],
     ) -> Result<HashSet<InstanceName>, StoreError> {
-        let sql = format!(
-            "SELECT instance FROM member_health WHERE healthy AND {}",
-            self.pool.dialect().in_list("instance", 1)
-        );
+        let sql = healthy_sql(self.pool.dialect());
         let list: Vec<&str> = names.iter().map(|n| n.as_str()).collect();
         let rows: Vec<(String,)> = self.pool.fetch_all(Stmt::new(sql).bind(list)).await?;
         Ok(rows
@@ -196,6 +193,25 @@ impl Store {
             load,
         })
     }
+}
+
+/// Which of the instances in list parameter `$1` are healthy: their last
+/// connection event said connected and, in a cluster (PostgreSQL), the
+/// lease of the node that drives them has not run out, so a node that died
+/// without a word stops counting once its lease expires.
+pub(super) fn healthy_sql(dialect: super::db::Dialect) -> String {
+    let lease = match dialect {
+        super::db::Dialect::Postgres => {
+            " AND NOT EXISTS (SELECT 1 FROM leases l WHERE l.instance = member_health.instance \
+             AND l.expires_at < clock_timestamp())"
+        }
+        // One process per data directory: no leases to outlive it.
+        super::db::Dialect::Sqlite => "",
+    };
+    format!(
+        "SELECT instance FROM member_health WHERE healthy AND {}{lease}",
+        dialect.in_list("instance", 1)
+    )
 }
 
 /// The pools whose definition mentions `instance` (a coarse match: `_` in
