@@ -342,8 +342,19 @@ pub(super) async fn apply(tx: &mut Tx<'_>, change: &Change) -> Result<(), StoreE
             }
             tx.execute(Stmt::new("DELETE FROM pools WHERE name = $1").bind(name.as_str()))
                 .await?;
-            tx.execute(Stmt::new("DELETE FROM send_counters WHERE scope = $1").bind(name.as_str()))
-                .await?;
+            // What is filed under the pool's name goes with it, as an
+            // instance's does: an instance created later with this name
+            // must not read the pool's texts. Texts a member took are the
+            // member's now and stay.
+            for table in [
+                "send_counters WHERE scope",
+                "outbox WHERE instance",
+                "events WHERE instance",
+                "retention_horizon WHERE instance",
+            ] {
+                let sql = format!("DELETE FROM {table} = $1");
+                tx.execute(Stmt::new(sql).bind(name.as_str())).await?;
+            }
         }
         Change::SetHealth { instance, healthy } => {
             tx.execute(

@@ -271,6 +271,11 @@ on_both_backends! {
         let (status, answer) = admin(&app, Method::DELETE, "/pool/delete/uk", None).await;
         assert_eq!(status, 200, "{answer}");
         assert_eq!(answer, json!({"deleted": "uk"}));
+        // The name is free for an instance, which reads none of the pool's texts.
+        let key = app.create_instance("uk", quick_simulator()).await;
+        let (status, events) = call(&app, &key, Method::GET, "/events?instance=uk&events=message,delivery", None).await;
+        assert_eq!(status, 200, "{events}");
+        assert_eq!(events["events"], json!([]), "{events}");
         app.stop().await;
     }
 
