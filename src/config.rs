@@ -163,6 +163,8 @@ pub struct Limits {
     pub max_groups_per_instance: usize,
     /// Messages one `sendText` may create (one per recipient).
     pub max_messages_per_send: usize,
+    /// Pools the server may hold (`pool/create`).
+    pub max_pools: usize,
     pub client_messages_per_sec: u32,
     pub client_message_burst: u32,
     pub failed_auth_per_minute: u32,

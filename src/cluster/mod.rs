@@ -57,6 +57,10 @@ pub fn observe(events: &[Event], wake: &Notify, registry: Option<&Registry>) {
     struct Status<'a> {
         #[serde(borrow)]
         status: Option<&'a str>,
+        /// Set on a text sent to a pool (its event is tagged with the
+        /// pool's name, which no driver answers to).
+        #[serde(default, borrow)]
+        pool: Option<&'a str>,
     }
     #[derive(serde::Deserialize)]
     struct State {
@@ -73,10 +77,13 @@ pub fn observe(events: &[Event], wake: &Notify, registry: Option<&Registry>) {
                 }
             }
             Topic::Delivery => {
-                let queued = serde_json::from_str::<Status>(event.data.get())
-                    .is_ok_and(|d| d.status == Some("queued"));
-                if let (true, Some(registry)) = (queued, registry) {
-                    registry.outbox_ready(&event.instance);
+                let Ok(data) = serde_json::from_str::<Status>(event.data.get()) else {
+                    continue;
+                };
+                match (data.status == Some("queued"), data.pool, registry) {
+                    (true, Some(_), Some(registry)) => registry.wake_pool(&event.instance),
+                    (true, None, Some(registry)) => registry.outbox_ready(&event.instance),
+                    _ => {}
                 }
             }
             _ => {}

@@ -11,6 +11,7 @@ pub mod instance_settings;
 pub mod key;
 pub mod modem_options;
 pub mod number;
+pub mod pool;
 pub mod profile;
 pub mod schedule;
 pub mod secret;
@@ -26,6 +27,7 @@ pub use modem_options::{
     FlowControl, GnssOptions, GnssVendor, ModemOptions, SerialConfig, TcpConfig,
 };
 pub use number::{InvalidNumber, NumberRules, PhoneNumber, Region};
+pub use pool::{PoolRequest, PoolRule, PoolSpec, Strategy};
 pub use profile::{StreamProfile, UnknownProfile};
 pub use schedule::{rfc3339, Schedule, ScheduleRequest};
 pub use secret::WebhookSecret;

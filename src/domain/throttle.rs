@@ -4,6 +4,10 @@
 //! UTC calendar's, so a daily quota starts again at midnight UTC. The
 //! windows are computed here from a given "now", so calendar edges are
 //! tested without a clock.
+//!
+//! An instance may also ask for a random pause between two of its sends
+//! (`pauseMinMs`, `pauseMaxMs`), so its traffic does not look machine-made;
+//! a pool's throttle takes no pause (each member keeps its own).
 
 use chrono::{DateTime, Datelike, Duration, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
@@ -12,6 +16,9 @@ use serde::{Deserialize, Serialize};
 pub const MAX_PER_MINUTE: u32 = 10_000;
 pub const MAX_PER_DAY: u32 = 1_000_000;
 pub const MAX_PER_MONTH: u32 = 10_000_000;
+/// The longest pause between two sends accepted, in milliseconds (ten
+/// minutes).
+pub const MAX_PAUSE_MS: u32 = 600_000;
 
 /// How fast an instance may send. Every field is optional: an absent limit
 /// does not limit.
@@ -24,6 +31,13 @@ pub struct Throttle {
     pub per_day: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub per_month: Option<u32>,
+    /// The shortest pause between two sends, in milliseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pause_min_ms: Option<u32>,
+    /// The longest pause between two sends, in milliseconds (the pause is
+    /// drawn at random between the two; `pauseMinMs` alone: exactly it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pause_max_ms: Option<u32>,
 }
 
 /// Which window a limit counts in.
@@ -79,7 +93,38 @@ impl Throttle {
                 }
             }
         }
+        for (field, value) in [
+            ("pauseMinMs", self.pause_min_ms),
+            ("pauseMaxMs", self.pause_max_ms),
+        ] {
+            if let Some(value) = value {
+                if value > MAX_PAUSE_MS {
+                    return Err(format!(
+                        "'throttle.{field}' is {value}; it must be 0 to {MAX_PAUSE_MS}"
+                    ));
+                }
+            }
+        }
+        if let (Some(min), Some(max)) = (self.pause_min_ms, self.pause_max_ms) {
+            if min > max {
+                return Err(format!(
+                    "'throttle.pauseMinMs' ({min}) must not be above 'throttle.pauseMaxMs' ({max})"
+                ));
+            }
+        }
         Ok(())
+    }
+
+    /// The range the pause between two sends is drawn from, in
+    /// milliseconds, when there is one.
+    pub fn pause_ms(&self) -> Option<(u32, u32)> {
+        match (self.pause_min_ms, self.pause_max_ms) {
+            (None, None) => None,
+            (Some(min), None) => Some((min, min)),
+            (None, Some(max)) => Some((0, max)),
+            (Some(min), Some(max)) => Some((min, max)),
+        }
+        .filter(|(_, max)| *max > 0)
     }
 
     /// Whether it limits anything at all.
@@ -154,6 +199,7 @@ mod tests {
             per_minute: Some(10),
             per_day: Some(100),
             per_month: Some(1000),
+            ..Throttle::default()
         };
         let windows = throttle.windows(at("2026-12-31T23:59:30.5Z"), Duration::minutes(1));
         let spans: Vec<(WindowKind, DateTime<Utc>, DateTime<Utc>)> =
@@ -209,6 +255,21 @@ mod tests {
                     ..Throttle::default()
                 },
                 "'throttle.perDay'",
+            ),
+            (
+                Throttle {
+                    pause_min_ms: Some(MAX_PAUSE_MS + 1),
+                    ..Throttle::default()
+                },
+                "'throttle.pauseMinMs'",
+            ),
+            (
+                Throttle {
+                    pause_min_ms: Some(500),
+                    pause_max_ms: Some(100),
+                    ..Throttle::default()
+                },
+                "'throttle.pauseMinMs' (500) must not be above",
             ),
         ] {
             assert!(throttle.check().expect_err(message).contains(message));

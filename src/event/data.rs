@@ -16,6 +16,35 @@ pub trait Payload: Serialize {
     {
         NewEvent::new(instance.clone(), self.topic(), &self)
     }
+
+    /// The event of a message sent to a pool: its data also says which
+    /// (`"pool": "uk"`); without a pool, the plain event, so frames of
+    /// messages sent to an instance do not change.
+    fn into_pool_event(self, instance: &InstanceName, pool: Option<&InstanceName>) -> NewEvent
+    where
+        Self: Sized,
+    {
+        match pool {
+            None => self.into_event(instance),
+            Some(pool) => NewEvent::new(
+                instance.clone(),
+                self.topic(),
+                &InPool {
+                    data: &self,
+                    pool: pool.as_str(),
+                },
+            ),
+        }
+    }
+}
+
+/// A payload and the pool its message was sent to, flattened into one
+/// object (the `pool` key after the payload's own).
+#[derive(Serialize)]
+struct InPool<'a, P: Serialize> {
+    #[serde(flatten)]
+    data: &'a P,
+    pool: &'a str,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -236,6 +236,21 @@ pub async fn metrics(
             stats.losses.load(Ordering::Relaxed),
         );
     }
+    // One series per pool; a database that does not answer leaves the
+    // gauge out rather than failing the scrape.
+    match state.service.pool_backlog().await {
+        Ok(pools) => {
+            let _ = writeln!(
+                out,
+                "# HELP switchboard_pool_queued Messages waiting in a pool, not taken by a member yet.\n\
+                 # TYPE switchboard_pool_queued gauge"
+            );
+            for (pool, queued) in pools {
+                let _ = writeln!(out, "switchboard_pool_queued{{pool=\"{pool}\"}} {queued}");
+            }
+        }
+        Err(err) => tracing::warn!(error = %err, "/metrics: pools unreadable"),
+    }
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(out))

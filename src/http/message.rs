@@ -81,6 +81,10 @@ pub struct SentToNumber {
     /// When it expires unsent, if it does.
     #[serde(skip_serializing_if = "Option::is_none")]
     valid_until: Option<String>,
+    /// The pool it was sent to, when the name in the path is a pool's
+    /// (`instance` is the pool's name too until a member takes it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pool: Option<String>,
 }
 
 /// One member's message of a text sent to a group.
@@ -116,6 +120,10 @@ pub enum Sent {
 }
 
 /// Send a text; answered once it is committed to the outbox.
+///
+/// The name may be a pool's (admin key only): the text then waits in the
+/// pool until the member its strategy picks takes it, and the answer also
+/// carries `"pool"`.
 ///
 /// Each status change (`queued`, `sent`, `delivered`, `failed`) then comes
 /// as a `delivery` event with the message id.
@@ -164,6 +172,7 @@ pub async fn send_text(
 /// group and one entry per member for a group.
 fn response(name: &InstanceName, accepted: Accepted) -> Sent {
     let Accepted {
+        pool,
         group,
         messages,
         text,
@@ -190,6 +199,7 @@ fn response(name: &InstanceName, accepted: Accepted) -> Sent {
                 priority: schedule.priority,
                 send_at: schedule.send_at.map(format_timestamp),
                 valid_until: schedule.valid_until.map(format_timestamp),
+                pool: pool.map(|p| p.to_string()),
             })
         }
         Some(group) => Sent::Group(SentToGroup {
@@ -340,7 +350,7 @@ pub async fn find_one(
             id: message.id,
             direction: "outgoing".into(),
             instance: message.instance.to_string(),
-            pool: None,
+            pool: message.pool.map(|p| p.to_string()),
             number: message.recipient,
             text: message.body,
             status: message.status.as_str().into(),

@@ -21,6 +21,7 @@ mod instance;
 pub mod limits;
 mod message;
 pub mod openapi;
+mod pool;
 pub mod query;
 pub mod realtime;
 mod settings;
@@ -128,6 +129,10 @@ pub fn configure(cfg: &mut web::ServiceConfig, limits: &crate::config::Limits) {
         resource("/instance/setPresence/{instance}").route(web::post().to(instance::set_presence)),
     )
     .service(resource("/message/sendText/{instance}").route(web::post().to(message::send_text)))
+    .service(resource("/pool/create").route(web::post().to(pool::create)))
+    .service(resource("/pool/update/{pool}").route(web::post().to(pool::update)))
+    .service(resource("/pool/delete/{pool}").route(web::delete().to(pool::delete)))
+    .service(resource("/pool/find").route(web::get().to(pool::find)))
     // Before `/message/{instance}/{id}`, which would take `find` for a name.
     .service(resource("/message/find/{instance}").route(web::get().to(history::find)))
     .service(

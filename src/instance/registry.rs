@@ -103,6 +103,10 @@ pub struct Registry {
     /// In a cluster an instance's driver runs only while this node holds
     /// its lease ([`Permit`]); a single node drives every instance.
     clustered: bool,
+    /// Each instance's outbox wake-up, shared with every driver so a
+    /// member that took a pool message can wake the member whose turn
+    /// comes next (see `modem::MemberWaker`).
+    bells: Arc<Mutex<HashMap<InstanceName, Arc<tokio::sync::Notify>>>>,
 }
 
 /// A name held while its creation commits; dropping it unreserves the name.
@@ -152,6 +156,7 @@ impl Registry {
             spool_dir,
             shutdown,
             tracker,
+            bells: Arc::default(),
         }
     }
 
@@ -267,6 +272,7 @@ impl Registry {
             .lock()
             .retain(|_, identity| &identity.name != name);
         self.instances.lock().remove(name);
+        self.bells.lock().remove(name);
         self.hub.forget_instance(name);
     }
 
@@ -374,6 +380,31 @@ impl Registry {
         if let Ok(supervisor) = self.supervisor(name) {
             supervisor.outbox_ready();
         }
+    }
+
+    /// Wakes the members of a pool that run here (a text was queued in it,
+    /// maybe through another node). The members are read from the store in
+    /// a task of its own, so the caller never waits on the database.
+    pub fn wake_pool(&self, pool: &InstanceName) {
+        let bells = self.bells.clone();
+        let store = self.log.store().clone();
+        let pool = pool.clone();
+        self.tracker.spawn(async move {
+            match store.pool(&pool).await {
+                Ok(Some(row)) => {
+                    let bells = bells.lock();
+                    for member in &row.spec.members {
+                        if let Some(bell) = bells.get(member) {
+                            bell.notify_one();
+                        }
+                    }
+                }
+                Ok(None) => {}
+                Err(err) => {
+                    tracing::debug!(pool = %pool, error = %err, "could not read a pool to wake its members");
+                }
+            }
+        });
     }
 
     /// Gives or takes this node's right to drive an instance; returns once
@@ -518,7 +549,13 @@ impl Registry {
         } else {
             Permit::Always
         };
-        Supervisor::spawn(
+        let bells = self.bells.clone();
+        let waker: crate::modem::MemberWaker = Arc::new(move |name: &InstanceName| {
+            if let Some(bell) = bells.lock().get(name) {
+                bell.notify_one();
+            }
+        });
+        let supervisor = Supervisor::spawn(
             row,
             permit,
             self.log.clone(),
@@ -526,6 +563,11 @@ impl Registry {
             self.spool_path(row.id),
             self.shutdown.clone(),
             &self.tracker,
-        )
+            waker,
+        );
+        self.bells
+            .lock()
+            .insert(row.name.clone(), supervisor.bell());
+        supervisor
     }
 }

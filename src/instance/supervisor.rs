@@ -104,6 +104,9 @@ pub struct Gone;
 impl Supervisor {
     /// Starts supervising the instance `row` describes (its driver runs
     /// when the row says it is enabled).
+    // Each argument is a separate thing the registry hands over; a struct
+    // bundling them would only be built here.
+    #[allow(clippy::too_many_arguments)]
     pub fn spawn(
         row: &InstanceRow,
         permit: Permit,
@@ -112,6 +115,7 @@ impl Supervisor {
         spool: Option<std::path::PathBuf>,
         shutdown: CancellationToken,
         tracker: &tokio_util::task::TaskTracker,
+        waker: crate::modem::MemberWaker,
     ) -> Supervisor {
         let (name, driver, enabled) = (row.name.clone(), row.driver.clone(), row.enabled);
         let (mailbox, inbox) = mpsc::channel(MAILBOX);
@@ -139,6 +143,7 @@ impl Supervisor {
             running: None,
             retry_at: None,
             backoff: Duration::ZERO,
+            waker,
         };
         tracker.spawn(task.run(shutdown));
         Supervisor {
@@ -151,6 +156,11 @@ impl Supervisor {
             driving,
             observed: Arc::default(),
         }
+    }
+
+    /// The instance's outbox wake-up.
+    pub fn bell(&self) -> Arc<Notify> {
+        self.outbox_ready.clone()
     }
 
     /// Notes the state an instance's `connection` event reported (from any
@@ -275,6 +285,8 @@ struct Task {
     /// When to start the driver again after a failure.
     retry_at: Option<Instant>,
     backoff: Duration,
+    /// Wakes other instances' drivers on this node (pool turns).
+    waker: crate::modem::MemberWaker,
 }
 
 impl Task {
@@ -387,7 +399,8 @@ impl Task {
         .with_settings(self.instance_settings.subscribe())
         .with_throttle_minute(std::time::Duration::from_millis(
             self.settings.throttle_minute_ms.max(1),
-        ));
+        ))
+        .with_member_waker(self.waker.clone());
         // Its own task, so a panic in a driver is caught here as a JoinError
         // instead of taking the supervisor down.
         let task = tokio::spawn(modem::run(self.driver.clone(), ctx));

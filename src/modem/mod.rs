@@ -88,7 +88,22 @@ pub struct ActorContext {
     call_replies: parking_lot::Mutex<std::collections::HashMap<String, tokio::time::Instant>>,
     /// The length of a throttle's minute (`modem.throttle_minute_ms`).
     throttle_minute: std::time::Duration,
+    /// Wakes another instance's send loop on this node: after a claim from
+    /// a pool, the members whose turn may have come.
+    wake_member: Option<MemberWaker>,
+    /// The earliest moment the next send may go out, when the instance
+    /// pauses between sends (`throttle.pauseMinMs`/`pauseMaxMs`).
+    next_send: parking_lot::Mutex<Option<tokio::time::Instant>>,
 }
+
+/// Wakes the send loop of the named instance, if it runs on this node.
+pub type MemberWaker = Arc<dyn Fn(&InstanceName) + Send + Sync>;
+
+/// How soon a member looks at its pools again when messages wait there
+/// that it did not take: the member whose turn it is may run on another
+/// node (this node's members are woken at once), or may have gone down
+/// without a word (its health then changes with its `disconnected` event).
+pub const POOL_LOOK_AGAIN: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// A caller gets the `msgCall` text at most once in this long: whoever
 /// calls again and again cannot make the instance send a text each time.
@@ -118,7 +133,41 @@ impl ActorContext {
             settings: watch::channel(InstanceSettings::default()).1,
             call_replies: parking_lot::Mutex::default(),
             throttle_minute: std::time::Duration::from_secs(60),
+            wake_member: None,
+            next_send: parking_lot::Mutex::new(None),
         }
+    }
+
+    /// Lets the driver wake the other members of its pools on this node.
+    pub fn with_member_waker(mut self, waker: MemberWaker) -> Self {
+        self.wake_member = Some(waker);
+        self
+    }
+
+    /// With a pause between sends configured: `Some(when)` while the next
+    /// send must still wait, `None` when it may go now. A driver asks
+    /// before each claim, and calls [`ActorContext::sent_one`] after it.
+    pub fn paused_until(&self) -> Option<tokio::time::Instant> {
+        let next = (*self.next_send.lock())?;
+        (next > tokio::time::Instant::now()).then_some(next)
+    }
+
+    /// Records that a message was just taken to send: the next one waits a
+    /// random pause in the configured range, when there is one.
+    pub fn sent_one(&self) {
+        let Some((min, max)) = self.settings().throttle.pause_ms() else {
+            *self.next_send.lock() = None;
+            return;
+        };
+        let ms = rand::Rng::random_range(&mut rand::rng(), min..=max);
+        *self.next_send.lock() =
+            Some(tokio::time::Instant::now() + std::time::Duration::from_millis(u64::from(ms)));
+    }
+
+    /// Whether a pause between sends is configured (a driver then takes
+    /// one message per claim).
+    pub fn pauses(&self) -> bool {
+        self.settings().throttle.pause_ms().is_some()
     }
 
     /// Sets the length of a throttle's minute.
@@ -137,10 +186,21 @@ impl ActorContext {
         let minute = chrono::Duration::from_std(self.throttle_minute)
             .unwrap_or_else(|_| chrono::Duration::minutes(1));
         let windows = self.settings().throttle.windows(now, minute);
-        self.log
+        let limit = if self.pauses() { limit.min(1) } else { limit };
+        let claim = self
+            .log
             .store()
-            .claim_next(&self.instance, now, limit, &windows)
-            .await
+            .claim_next(&self.instance, now, limit, &windows, minute)
+            .await?;
+        if let Some(wake) = &self.wake_member {
+            for member in &claim.wake {
+                wake(member);
+            }
+        }
+        if !claim.messages.is_empty() {
+            self.sent_one();
+        }
+        Ok(claim)
     }
 
     /// Lets the driver follow the instance's settings.
@@ -258,7 +318,11 @@ impl ActorContext {
                     ConnectionData::new(ConnectionState::Connected, reason, info)
                         .into_event(&self.instance),
                 ],
-                changes: Vec::new(),
+                // Pools route to it from now on.
+                changes: vec![Change::SetHealth {
+                    instance: self.instance.clone(),
+                    healthy: true,
+                }],
                 fence: None,
             })
             .await;
@@ -306,7 +370,11 @@ pub async fn record_state(
     let event = ConnectionData::new(state, reason, ConnectionInfo::default()).into_event(instance);
     log.append(Job {
         events: vec![event],
-        changes: Vec::new(),
+        // Pools route around it while it is not connected.
+        changes: vec![Change::SetHealth {
+            instance: instance.clone(),
+            healthy: state == ConnectionState::Connected,
+        }],
         fence: None,
     })
     .await
@@ -398,6 +466,8 @@ pub async fn expire_waiting(ctx: &ActorContext) -> Result<(), DriverError> {
             return Ok(());
         }
     };
+    // A pool's message no member took expires under the pool's name (no
+    // member sent it).
     for message in expired {
         let event = DeliveryData {
             id: message.id.clone(),
@@ -409,9 +479,9 @@ pub async fn expire_waiting(ctx: &ActorContext) -> Result<(), DriverError> {
             parts: None,
         };
         let job = Job {
-            events: vec![event.into_event(&ctx.instance)],
+            events: vec![event.into_pool_event(&message.instance, message.pool.as_ref())],
             changes: vec![Change::SettleWaiting {
-                instance: ctx.instance.clone(),
+                instance: message.instance.clone(),
                 id: message.id,
                 status: DeliveryStatus::Expired,
             }],

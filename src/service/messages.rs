@@ -4,6 +4,11 @@
 //! event commit in one transaction before the caller is answered (invariant
 //! 5); the instance's actor is then woken to send it. A send to a broadcast
 //! group becomes one message per member, all in that same transaction.
+//!
+//! A text sent to a pool is committed the same way, under the pool's name
+//! (its row's `instance` and `pool`, its events' `instance`, and `"pool"`
+//! in their data); every member is woken, and the one the pool's strategy
+//! picks takes it when it sends (`store::pool_claim`).
 
 use chrono::Utc;
 
@@ -25,6 +30,8 @@ pub struct SendText {
 
 /// What was queued.
 pub struct Accepted {
+    /// The pool it was sent to, when the name was a pool's.
+    pub pool: Option<InstanceName>,
     /// The group id when the text went to a group.
     pub group: Option<String>,
     /// `(message id, recipient)`, one per recipient.
@@ -68,12 +75,31 @@ impl Service {
                 "'text' is {length} characters; the limit is {max}"
             )));
         }
-        let own = self.own_number(name)?;
+        let pool = match self.exists(name) {
+            Ok(()) => None,
+            Err(_) => self.log.store().pool(name).await?,
+        };
+        // A pool's text is from whichever member sends it: until then the
+        // pool's name stands in for the number.
+        let own = match &pool {
+            Some(pool) => pool.name.to_string(),
+            None => self.own_number(name)?,
+        };
 
         let group = number
             .trim()
             .ends_with(GROUP_SUFFIX)
             .then(|| number.trim().to_owned());
+        if group.is_some() && pool.is_some() {
+            return Err(ServiceError::Invalid(
+                "'number': a pool sends to numbers; broadcast groups belong to an instance".into(),
+            ));
+        }
+        let rules = match &pool {
+            // E.164 only: the members may read national numbers differently.
+            Some(_) => NumberRules::default(),
+            None => self.number_rules(name)?,
+        };
         let recipients: Vec<String> = match &group {
             Some(group_id) => {
                 let group = self.group(name, group_id).await?;
@@ -84,7 +110,7 @@ impl Service {
                 }
                 group.participants
             }
-            None => vec![PhoneNumber::parse_with(&number, &self.number_rules(name)?)?.to_string()],
+            None => vec![PhoneNumber::parse_with(&number, &rules)?.to_string()],
         };
 
         // One message (an outbox row and two events) per recipient: a send
@@ -107,12 +133,14 @@ impl Service {
             &text,
         )
         .map_err(ServiceError::Invalid)?;
+        let pool_name = pool.as_ref().map(|p| p.name.clone());
         let mut job = Job::default();
         let mut messages = Vec::with_capacity(recipients.len());
         for recipient in recipients {
             let id = uuid::Uuid::now_v7().to_string();
             job.changes.push(Change::EnqueueMessage(OutboxRow {
                 schedule,
+                pool: pool_name.clone(),
                 ..OutboxRow::queued(
                     id.clone(),
                     name.clone(),
@@ -132,7 +160,7 @@ impl Service {
                     timestamp: now.timestamp(),
                     parts,
                 }
-                .into_event(name),
+                .into_pool_event(name, pool_name.as_ref()),
             );
             job.events.push(
                 DeliveryData {
@@ -144,13 +172,17 @@ impl Service {
                     parts_done: None,
                     parts: None,
                 }
-                .into_event(name),
+                .into_pool_event(name, pool_name.as_ref()),
             );
             messages.push((id, recipient));
         }
         self.log.append(job).await?;
-        self.registry.outbox_ready(name);
+        match &pool {
+            Some(pool) => self.wake_members(&pool.spec),
+            None => self.registry.outbox_ready(name),
+        }
         Ok(Accepted {
+            pool: pool_name,
             group,
             messages,
             text,
@@ -167,7 +199,7 @@ impl Service {
         name: &InstanceName,
         id: &str,
     ) -> Result<MessageView, ServiceError> {
-        self.exists(name)?;
+        self.exists_or_pool(name).await?;
         let store = self.log.store();
         let message = store.message(name, id).await?.ok_or_else(|| {
             ServiceError::NotFound(format!(
@@ -184,13 +216,17 @@ impl Service {
                 "scheduled: sendAt {}",
                 crate::event::format_timestamp(at)
             ))
+        } else if let Some(pool) = message.pool.clone().filter(|p| *p == message.instance) {
+            Some(self.pool_waiting(&pool, now).await?)
         } else {
-            let minute = chrono::Duration::milliseconds(
-                i64::try_from(self.settings.modem.throttle_minute_ms).unwrap_or(60_000),
-            );
-            let windows = self.registry.settings(name)?.throttle.windows(now, minute);
+            let minute = self.throttle_minute();
+            let windows = self
+                .registry
+                .settings(&message.instance)?
+                .throttle
+                .windows(now, minute);
             store
-                .held(name, &windows)
+                .held(&message.instance, &windows)
                 .await?
                 .map(|held| held.to_string())
         };
@@ -209,7 +245,7 @@ impl Service {
         name: &InstanceName,
         id: &str,
     ) -> Result<OutboxRow, ServiceError> {
-        self.exists(name)?;
+        self.exists_or_pool(name).await?;
         let message = self.log.store().message(name, id).await?.ok_or_else(|| {
             ServiceError::NotFound(format!(
                 "instance '{name}' has no message '{}'",
@@ -227,9 +263,9 @@ impl Service {
         };
         self.log
             .append(Job {
-                events: vec![event.into_event(name)],
+                events: vec![event.into_pool_event(&message.instance, message.pool.as_ref())],
                 changes: vec![Change::SettleWaiting {
-                    instance: name.clone(),
+                    instance: message.instance.clone(),
                     id: message.id.clone(),
                     status: DeliveryStatus::Cancelled,
                 }],
@@ -240,5 +276,42 @@ impl Service {
             status: DeliveryStatus::Cancelled,
             ..message
         })
+    }
+}
+
+impl Service {
+    /// Fails unless `name` is an instance or a pool.
+    async fn exists_or_pool(&self, name: &InstanceName) -> Result<(), ServiceError> {
+        if self.exists(name).is_ok() {
+            return Ok(());
+        }
+        self.find_pool(name).await.map(|_| ())
+    }
+
+    /// A throttle's minute (`modem.throttle_minute_ms`).
+    fn throttle_minute(&self) -> chrono::Duration {
+        chrono::Duration::milliseconds(
+            i64::try_from(self.settings.modem.throttle_minute_ms).unwrap_or(60_000),
+        )
+    }
+
+    /// Why a message waits in a pool no member took it from yet.
+    async fn pool_waiting(
+        &self,
+        name: &InstanceName,
+        now: chrono::DateTime<Utc>,
+    ) -> Result<String, ServiceError> {
+        let Some(pool) = self.log.store().pool(name).await? else {
+            return Ok(format!("pool '{name}' was deleted"));
+        };
+        let store = self.log.store();
+        if store.healthy(&pool.spec.members).await?.is_empty() {
+            return Ok(format!("pool '{name}': no member is connected"));
+        }
+        let windows = pool.spec.throttle.windows(now, self.throttle_minute());
+        if let Some(held) = store.pool_held(name, &windows).await? {
+            return Ok(format!("pool '{name}': {held}"));
+        }
+        Ok(format!("pool '{name}': waiting for a member to take it"))
     }
 }

@@ -1,5 +1,5 @@
-//! What the API does, independent of HTTP: send texts, manage groups and
-//! instances, change settings, read the log.
+//! What the API does, independent of HTTP: send texts, manage groups,
+//! pools and instances, change settings, read the log.
 //!
 //! Every event the API causes is born here: a service checks what it is
 //! asked, builds the job (the events and the state changes they describe),
@@ -13,6 +13,7 @@ mod groups;
 mod history;
 mod instances;
 mod messages;
+mod pools;
 mod remote;
 mod settings;
 mod ussd;
@@ -27,6 +28,7 @@ pub use history::{
 };
 pub use instances::{CreateInstance, Presence, RetentionView, PRESENCES};
 pub use messages::{Accepted, MessageView, SendText};
+pub use pools::{MemberLoad, PoolView};
 pub use settings::SettingsChange;
 pub use ussd::{DEFAULT_USSD_TIMEOUT, USSD_TIMEOUT_MS};
 pub use webhooks::{SecretChange, SetWebhook, WebhookView};

@@ -4,6 +4,7 @@
 
 use super::{
     db::{Dialect, Stmt, Tx},
+    pools,
     rows::{driver_json, headers_json, opt_i64, settings_json, to_micros, topic_mask},
     Change, StoreError, INBOX_SEEN_RETENTION,
 };
@@ -25,6 +26,8 @@ pub(super) async fn apply_changes(tx: &mut Tx<'_>, changes: &[Change]) -> Result
     for change in changes {
         match change {
             Change::CreateInstance(row) => {
+                // Pools and instances share one namespace (see `pools.rs`).
+                pools::refuse_pool_name(tx, &row.name).await?;
                 tx.execute(
                     Stmt::new(
                         "INSERT INTO instances \
@@ -57,6 +60,7 @@ pub(super) async fn apply_changes(tx: &mut Tx<'_>, changes: &[Change]) -> Result
                     .execute(Stmt::new("DELETE FROM instances WHERE name = $1").bind(name.as_str()))
                     .await?;
                 not_found(deleted, || format!("instance '{name}' not found"))?;
+                pools::remove_member(tx, name).await?;
                 // A driver still running somewhere under the old lease is
                 // fenced out at once: its token is stale from now on.
                 tx.execute(
@@ -78,7 +82,15 @@ pub(super) async fn apply_changes(tx: &mut Tx<'_>, changes: &[Change]) -> Result
                     let sql = format!("DELETE FROM {table} WHERE instance = $1");
                     tx.execute(Stmt::new(sql).bind(name.as_str())).await?;
                 }
+                tx.execute(
+                    Stmt::new("DELETE FROM member_health WHERE instance = $1").bind(name.as_str()),
+                )
+                .await?;
             }
+            Change::CreatePool { .. }
+            | Change::UpdatePool { .. }
+            | Change::DeletePool(_)
+            | Change::SetHealth { .. } => pools::apply(tx, change).await?,
             Change::SetEnabled { name, enabled } => {
                 let updated = tx
                     .execute(
@@ -107,8 +119,8 @@ pub(super) async fn apply_changes(tx: &mut Tx<'_>, changes: &[Change]) -> Result
                     Stmt::new(
                         "INSERT INTO outbox \
                          (id, instance, recipient, body, status, error, created_us, updated_us, \
-                          priority, send_at_us, valid_until_us) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9, $10)",
+                          priority, send_at_us, valid_until_us, pool) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9, $10, $11)",
                     )
                     .bind(&row.id)
                     .bind(row.instance.as_str())
@@ -119,7 +131,8 @@ pub(super) async fn apply_changes(tx: &mut Tx<'_>, changes: &[Change]) -> Result
                     .bind(to_micros(row.created_at))
                     .bind(i64::from(row.schedule.priority))
                     .bind(row.schedule.send_at.map_or(0, to_micros))
-                    .bind(row.schedule.valid_until.map(to_micros)),
+                    .bind(row.schedule.valid_until.map(to_micros))
+                    .bind(row.pool.as_ref().map(|p| p.as_str())),
                 )
                 .await?;
             }

@@ -22,6 +22,9 @@
 //!   jobs carry (checked by `commit.rs` in the batch's transaction).
 //! - `outbox.rs`: the send loop's queries (claim the next message, find
 //!   claimed, expired and scheduled ones).
+//! - `pools.rs`, `pool_claim.rs`: pools (their rows, the members' health,
+//!   what a pool view counts) and a member's claim of pool messages, where
+//!   the routing strategies run.
 //! - `log.rs`: the batching writer; a batch that fails on one job's content
 //!   is committed again with a savepoint per job, so only an outage fails
 //!   every job.
@@ -50,6 +53,8 @@ mod history;
 pub mod log;
 mod model;
 mod outbox;
+mod pool_claim;
+mod pools;
 mod postgres;
 mod rows;
 mod sqlite;
@@ -73,6 +78,7 @@ pub use history::BackwardQuery;
 pub use log::{EventLog, Publish};
 pub use model::*;
 pub use outbox::{Claim, Held};
+pub use pools::PoolStats;
 
 /// The `outbox_parts` columns as [`rows::PartTuple`] reads them.
 const SELECT_PARTS: &str = "SELECT message_id, instance, part, total, reference, recipient, \

@@ -9,7 +9,7 @@ use uuid::Uuid;
 use super::StoreError;
 use crate::{
     domain::{
-        DriverConfig, InstanceName, InstanceSettings, Retention, Schedule, WebhookSecret,
+        DriverConfig, InstanceName, InstanceSettings, PoolSpec, Retention, Schedule, WebhookSecret,
         WebsocketSettings,
     },
     event::{data::DeliveryStatus, Event, NewEvent, TopicSet},
@@ -96,6 +96,34 @@ pub enum Change {
         instance: InstanceName,
         digest: String,
     },
+    /// A new pool. Fails with `Conflict` when the name is taken (by a pool
+    /// or an instance: they share one namespace), a member is not an
+    /// instance, or `max_pools` are there already.
+    CreatePool {
+        pool: PoolRow,
+        max_pools: usize,
+    },
+    /// Replaces a pool's definition (its turn starts over).
+    UpdatePool {
+        name: InstanceName,
+        spec: PoolSpec,
+    },
+    /// Deletes a pool; `Conflict` while messages wait in it.
+    DeletePool(InstanceName),
+    /// Whether the instance's modem is connected, as the connection event
+    /// committed with it says (pools route around members that are not).
+    SetHealth {
+        instance: InstanceName,
+        healthy: bool,
+    },
+}
+
+/// A pool as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolRow {
+    pub name: InstanceName,
+    pub spec: PoolSpec,
+    pub created_at: DateTime<Utc>,
 }
 
 /// How long a digest of a committed inbound PDU is kept.
@@ -189,6 +217,9 @@ pub struct OutboxRow {
     /// When a driver took it to send; `None` while it waits (only then can
     /// it be cancelled or expire).
     pub claimed_at: Option<DateTime<Utc>>,
+    /// The pool it was sent to: while it waits `instance` is the pool's
+    /// name too, and the member that claims it becomes `instance`.
+    pub pool: Option<InstanceName>,
 }
 
 impl OutboxRow {
@@ -210,6 +241,7 @@ impl OutboxRow {
             created_at,
             schedule: Schedule::default(),
             claimed_at: None,
+            pool: None,
         }
     }
 

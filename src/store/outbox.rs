@@ -11,11 +11,17 @@
 //! resumes. A claim is also where throttles hold: it takes no more than
 //! the instance's limits leave and counts what it took in the same
 //! transaction (see [`allowance`]).
+//!
+//! A claim also takes messages waiting in the pools the instance is a
+//! member of, where the pool's strategy lets it (`pool_claim.rs`); the
+//! expiry and wake-up queries look at those pools' messages too, so a
+//! message in a pool is settled and sent whichever members are alive.
 
 use chrono::{DateTime, Utc};
 
 use super::{
     db::{Stmt, Tx},
+    pool_claim,
     rows::{from_micros, outbox_from_row, to_micros, OUTBOX_COLUMNS},
     OutboxRow, Store, StoreError,
 };
@@ -28,6 +34,12 @@ pub struct Claim {
     pub messages: Vec<OutboxRow>,
     /// The throttle limit that held back what waits, when it took none.
     pub held: Option<Held>,
+    /// Messages wait in a pool of the instance that it did not take now
+    /// (another member's turn, say): worth another look soon, since a
+    /// member on another node takes its turn without waking this one.
+    pub pool_waiting: bool,
+    /// Other members of those pools, to wake on this node.
+    pub wake: Vec<InstanceName>,
 }
 
 /// A throttle limit reached.
@@ -58,27 +70,31 @@ const WAITING: &str = "instance = $1 AND status = 'queued' AND claimed_us IS NUL
 impl Store {
     /// Claims up to `limit` of the instance's waiting messages that are due
     /// at `now` and not expired, highest priority first (then oldest), and
-    /// returns them in that order. `windows` are the instance's throttle
-    /// limits at `now`: the claim takes no more than they leave, and counts
-    /// what it took in the same transaction, so no burst gets past them.
+    /// returns them in that order, then what its pools let it take.
+    /// `windows` are the instance's throttle limits at `now`: the claim
+    /// takes no more than they leave, and counts what it took in the same
+    /// transaction, so no burst gets past them; `minute` is a minute's
+    /// length for the pools' own limits.
     pub async fn claim_next(
         &self,
         instance: &InstanceName,
         now: DateTime<Utc>,
         limit: i64,
         windows: &[Window],
+        minute: chrono::Duration,
     ) -> Result<Claim, StoreError> {
         if limit <= 0 {
             return Ok(Claim::default());
         }
         let mut tx = self.pool.begin_write().await?;
-        let (allowance, held) = allowance(&mut tx, instance.as_str(), windows).await?;
+        let (allowance, held) =
+            allowance(&mut tx, instance.as_str(), windows, MinuteOf::Instance).await?;
         let limit = limit.min(allowance);
         if limit <= 0 {
             tx.commit().await?;
             return Ok(Claim {
-                messages: Vec::new(),
                 held,
+                ..Claim::default()
             });
         }
         // The pick is a materialized CTE: as a plain `IN (subquery)`,
@@ -101,27 +117,16 @@ impl Store {
                     .bind(limit),
             )
             .await?;
-        let taken = rows.len() as i64;
-        if taken > 0 {
-            for window in windows.iter().filter(|w| w.kind != WindowKind::Minute) {
-                tx.execute(
-                    Stmt::new(
-                        "UPDATE send_counters SET sent = sent + $4 \
-                         WHERE scope = $1 AND window_kind = $2 AND window_start = $3",
-                    )
-                    .bind(instance.as_str())
-                    .bind(window.kind.as_str())
-                    .bind(to_micros(window.start))
-                    .bind(taken),
-                )
-                .await?;
-            }
-        }
+        let pooled =
+            pool_claim::claim(&mut tx, instance, now, limit - rows.len() as i64, minute).await?;
+        let taken = (rows.len() + pooled.rows.len()) as i64;
+        count_taken(&mut tx, instance.as_str(), windows, taken).await?;
         tx.commit().await?;
         let mut messages = rows
             .into_iter()
             .map(outbox_from_row)
             .collect::<Result<Vec<_>, _>>()?;
+        messages.extend(pooled.rows);
         // RETURNING keeps no order.
         messages.sort_by(|a, b| {
             b.schedule
@@ -131,8 +136,10 @@ impl Store {
                 .then(a.id.cmp(&b.id))
         });
         Ok(Claim {
+            held: pooled.held.filter(|_| messages.is_empty()),
             messages,
-            held: None,
+            pool_waiting: pooled.waiting,
+            wake: pooled.wake,
         })
     }
 
@@ -147,7 +154,23 @@ impl Store {
             return Ok(None);
         }
         let mut tx = self.pool.begin_write().await?;
-        let (_, held) = allowance(&mut tx, instance.as_str(), windows).await?;
+        let (_, held) = allowance(&mut tx, instance.as_str(), windows, MinuteOf::Instance).await?;
+        tx.rollback().await?;
+        Ok(held)
+    }
+
+    /// The pool throttle limit that holds the pool's messages back now, if
+    /// one does (a look: nothing is claimed).
+    pub async fn pool_held(
+        &self,
+        pool: &InstanceName,
+        windows: &[Window],
+    ) -> Result<Option<Held>, StoreError> {
+        if windows.is_empty() {
+            return Ok(None);
+        }
+        let mut tx = self.pool.begin_write().await?;
+        let (_, held) = allowance(&mut tx, pool.as_str(), windows, MinuteOf::Pool).await?;
         tx.rollback().await?;
         Ok(held)
     }
@@ -170,7 +193,8 @@ impl Store {
         .await
     }
 
-    /// Waiting messages whose time ran out at `now` without a claim.
+    /// Waiting messages whose time ran out at `now` without a claim: the
+    /// instance's own and those of its pools.
     pub async fn expired_messages(
         &self,
         instance: &InstanceName,
@@ -178,20 +202,36 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<OutboxRow>, StoreError> {
         let sql = format!(
-            "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE {WAITING} \
+            "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE {} AND status = 'queued' \
+             AND claimed_us IS NULL \
              AND valid_until_us IS NOT NULL AND valid_until_us <= $2 \
-             ORDER BY valid_until_us LIMIT $3"
+             ORDER BY valid_until_us LIMIT $3",
+            self.pool.dialect().in_list("instance", 1)
         );
+        let scopes = self.scopes(instance).await?;
         let stmt = Stmt::new(sql)
-            .bind(instance.as_str())
+            .bind(scopes.iter().map(String::as_str).collect::<Vec<_>>())
             .bind(to_micros(now))
             .bind(limit);
         self.read(stmt, outbox_from_row).await
     }
 
+    /// The instance's name and those of the pools it is a member of: where
+    /// the messages it may send wait.
+    async fn scopes(&self, instance: &InstanceName) -> Result<Vec<String>, StoreError> {
+        let mut scopes = vec![instance.to_string()];
+        scopes.extend(
+            self.pools_of(instance)
+                .await?
+                .into_iter()
+                .map(|p| p.name.to_string()),
+        );
+        Ok(scopes)
+    }
+
     /// When the instance's outbox next needs a look without being woken:
     /// the earliest future `sendAt`, or the earliest expiry of a waiting
-    /// message (a past one: at once, so it is settled).
+    /// message (a past one: at once, so it is settled), its pools' included.
     pub async fn next_due(
         &self,
         instance: &InstanceName,
@@ -199,11 +239,18 @@ impl Store {
     ) -> Result<Option<DateTime<Utc>>, StoreError> {
         let sql = format!(
             "SELECT min(CASE WHEN send_at_us > $2 THEN send_at_us END), min(valid_until_us) \
-             FROM outbox WHERE {WAITING} AND (send_at_us > $2 OR valid_until_us IS NOT NULL)"
+             FROM outbox WHERE {} AND status = 'queued' AND claimed_us IS NULL \
+             AND (send_at_us > $2 OR valid_until_us IS NOT NULL)",
+            self.pool.dialect().in_list("instance", 1)
         );
+        let scopes = self.scopes(instance).await?;
         let (send_at, valid_until): (Option<i64>, Option<i64>) = self
             .pool
-            .fetch_one(Stmt::new(sql).bind(instance.as_str()).bind(to_micros(now)))
+            .fetch_one(
+                Stmt::new(sql)
+                    .bind(scopes.iter().map(String::as_str).collect::<Vec<_>>())
+                    .bind(to_micros(now)),
+            )
             .await?;
         Ok([send_at, valid_until]
             .into_iter()
@@ -230,13 +277,16 @@ impl Store {
         .await
     }
 
-    /// One message of an instance.
+    /// One message of an instance, or of a pool (sent to it, whichever
+    /// member took it).
     pub async fn message(
         &self,
         instance: &InstanceName,
         id: &str,
     ) -> Result<Option<OutboxRow>, StoreError> {
-        let sql = format!("SELECT {OUTBOX_COLUMNS} FROM outbox WHERE instance = $1 AND id = $2");
+        let sql = format!(
+            "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE (instance = $1 OR pool = $1) AND id = $2"
+        );
         Ok(self
             .read(
                 Stmt::new(sql).bind(instance.as_str()).bind(id),
@@ -247,15 +297,53 @@ impl Store {
     }
 }
 
-/// How many more messages the throttle `windows` let the instance claim
-/// (`i64::MAX` without limits), and which limit holds them back when
-/// none. The scope's counter rows are created if missing and locked first,
-/// so two claimers of one scope count one after the other, and counters of
-/// windows that ended are deleted as new ones start (a bounded table).
-async fn allowance(
+/// Which outbox column names a scope whose minute is counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum MinuteOf {
+    /// An instance: the messages it claimed.
+    Instance,
+    /// A pool: the messages its members took from it.
+    Pool,
+}
+
+/// Counts `taken` messages in the scope's day and month windows (the
+/// minute counts the claims themselves).
+pub(super) async fn count_taken(
     tx: &mut Tx<'_>,
     scope: &str,
     windows: &[Window],
+    taken: i64,
+) -> Result<(), StoreError> {
+    if taken <= 0 {
+        return Ok(());
+    }
+    for window in windows.iter().filter(|w| w.kind != WindowKind::Minute) {
+        tx.execute(
+            Stmt::new(
+                "UPDATE send_counters SET sent = sent + $4 \
+                 WHERE scope = $1 AND window_kind = $2 AND window_start = $3",
+            )
+            .bind(scope)
+            .bind(window.kind.as_str())
+            .bind(to_micros(window.start))
+            .bind(taken),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// How many more messages the throttle `windows` let the scope (an
+/// instance or a pool) claim (`i64::MAX` without limits), and which limit
+/// holds them back when none. The scope's counter rows are created if
+/// missing and locked first, so two claimers of one scope count one after
+/// the other, and counters of windows that ended are deleted as new ones
+/// start (a bounded table).
+pub(super) async fn allowance(
+    tx: &mut Tx<'_>,
+    scope: &str,
+    windows: &[Window],
+    minute_of: MinuteOf,
 ) -> Result<(i64, Option<Held>), StoreError> {
     let dialect = tx.dialect();
     let mut allowance = i64::MAX;
@@ -311,12 +399,16 @@ async fn allowance(
                 // The newest `limit` claims after the window's start: when
                 // there are that many, the oldest of them leaving the
                 // window frees the next send.
+                let column = match minute_of {
+                    MinuteOf::Instance => "instance",
+                    MinuteOf::Pool => "pool",
+                };
                 let claims: Vec<(i64,)> = tx
                     .fetch_all(
-                        Stmt::new(
-                            "SELECT claimed_us FROM outbox WHERE instance = $1 \
-                             AND claimed_us > $2 ORDER BY claimed_us DESC LIMIT $3",
-                        )
+                        Stmt::new(format!(
+                            "SELECT claimed_us FROM outbox WHERE {column} = $1 \
+                             AND claimed_us > $2 ORDER BY claimed_us DESC LIMIT $3"
+                        ))
                         .bind(scope)
                         .bind(to_micros(window.start))
                         .bind(limit),

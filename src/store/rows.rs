@@ -186,7 +186,7 @@ pub(super) fn webhook_from_row(
 /// The `outbox` columns as [`OutboxTuple`] reads them.
 pub(super) const OUTBOX_COLUMNS: &str =
     "id, instance, recipient, body, status, error, created_us, \
-     priority, send_at_us, valid_until_us, claimed_us";
+     priority, send_at_us, valid_until_us, claimed_us, pool";
 
 /// An `outbox` row: [`OUTBOX_COLUMNS`].
 pub(super) type OutboxTuple = (
@@ -201,6 +201,7 @@ pub(super) type OutboxTuple = (
     i64,
     Option<i64>,
     Option<i64>,
+    Option<String>,
 );
 
 pub(super) fn outbox_from_row(
@@ -216,6 +217,7 @@ pub(super) fn outbox_from_row(
         send_at_us,
         valid_until_us,
         claimed_us,
+        pool,
     ): OutboxTuple,
 ) -> Result<OutboxRow, StoreError> {
     let what = || format!("message '{id}' is unreadable");
@@ -228,6 +230,7 @@ pub(super) fn outbox_from_row(
             valid_until: valid_until_us.map(from_micros),
         },
         claimed_at: claimed_us.map(from_micros),
+        pool: pool.map(|p| name(&p, what)).transpose()?,
         id,
         recipient,
         body,

@@ -342,9 +342,9 @@ on_both_backends! {
         // The clock is given to the claim, so days pass at once.
         let evening = time(&json!("2030-06-01T23:59:00Z"));
         let morning = time(&json!("2030-06-02T00:00:01Z"));
-        let claim = app.log.store().claim_next(&name, evening, 10, &quota.windows(evening, minute)).await.expect("claim");
+        let claim = app.log.store().claim_next(&name, evening, 10, &quota.windows(evening, minute), minute).await.expect("claim");
         assert_eq!(claim.messages.len(), 2);
-        let claim = app.log.store().claim_next(&name, evening, 10, &quota.windows(evening, minute)).await.expect("claim");
+        let claim = app.log.store().claim_next(&name, evening, 10, &quota.windows(evening, minute), minute).await.expect("claim");
         assert!(claim.messages.is_empty());
         let held = claim.held.expect("held by the quota");
         assert_eq!((held.kind, held.limit, held.until), (WindowKind::Day, 2, time(&json!("2030-06-02T00:00:00Z"))));
@@ -353,9 +353,9 @@ on_both_backends! {
 
         // The count is in the database: a restart does not reset it.
         let app = TestApp::spawn(&db).await;
-        let claim = app.log.store().claim_next(&name, evening, 10, &quota.windows(evening, minute)).await.expect("claim");
+        let claim = app.log.store().claim_next(&name, evening, 10, &quota.windows(evening, minute), minute).await.expect("claim");
         assert!(claim.messages.is_empty() && claim.held.is_some(), "{claim:?}");
-        let claim = app.log.store().claim_next(&name, morning, 10, &quota.windows(morning, minute)).await.expect("claim");
+        let claim = app.log.store().claim_next(&name, morning, 10, &quota.windows(morning, minute), minute).await.expect("claim");
         assert_eq!(claim.messages.len(), 2, "{claim:?}");
         app.stop().await;
     }

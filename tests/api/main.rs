@@ -33,6 +33,7 @@ mod isolation;
 mod modem;
 mod openapi;
 mod ping_flood;
+mod pools;
 mod rfc6455;
 mod seeds;
 mod whole_loop;

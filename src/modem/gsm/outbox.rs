@@ -75,6 +75,11 @@ impl Gsm<'_> {
             sent_any |= self.send(&message).await?;
         }
         while taken < SENDS_PER_TURN {
+            if let Some(until) = self.ctx.paused_until() {
+                // Pausing between sends (`throttle.pauseMinMs`).
+                self.due_outbox(until);
+                break;
+            }
             let claim = match self.ctx.claim(Utc::now(), 1).await {
                 Ok(claim) => claim,
                 Err(err) => return self.unreadable(err),
@@ -82,6 +87,11 @@ impl Gsm<'_> {
             if let Some(held) = claim.held {
                 tracing::debug!(instance = %instance, "{held}");
                 self.due_outbox(crate::modem::instant_at(held.until));
+            }
+            if claim.pool_waiting {
+                // Another member's turn: looked at again shortly, in case
+                // it does not take it (see `POOL_LOOK_AGAIN`).
+                self.due_outbox(Instant::now() + crate::modem::POOL_LOOK_AGAIN);
             }
             let Some(message) = claim.messages.into_iter().next() else {
                 break;
@@ -251,7 +261,7 @@ impl Gsm<'_> {
             .ctx
             .log
             .append(Job {
-                events: vec![event.into_event(&self.ctx.instance)],
+                events: vec![event.into_pool_event(&self.ctx.instance, message.pool.as_ref())],
                 changes,
                 fence: None,
             })
@@ -296,7 +306,7 @@ impl Gsm<'_> {
             parts: multipart.then_some(total),
         };
         let job = Job {
-            events: vec![event.into_event(&self.ctx.instance)],
+            events: vec![event.into_pool_event(&self.ctx.instance, message.pool.as_ref())],
             changes: vec![Change::SetMessageStatus {
                 id: message.id.clone(),
                 status,

@@ -41,6 +41,11 @@ impl Gsm<'_> {
             Ok(parts) => parts,
             Err(_) => return Settled::Deferred,
         };
+        // A message sent to a pool says so in each of its events.
+        let pool = match store.message(&self.ctx.instance, &part.message_id).await {
+            Ok(message) => message.and_then(|m| m.pool),
+            Err(_) => return Settled::Deferred,
+        };
         let status = match outcome {
             DeliveryOutcome::Delivered => DeliveryStatus::Delivered,
             _ => DeliveryStatus::Failed,
@@ -82,7 +87,7 @@ impl Gsm<'_> {
                     parts_done: counts.map(|c| c.0),
                     parts: counts.map(|c| c.1),
                 }
-                .into_event(&self.ctx.instance),
+                .into_pool_event(&self.ctx.instance, pool.as_ref()),
             );
         };
         if status == DeliveryStatus::Failed && !failed_before {

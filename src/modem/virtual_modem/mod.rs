@@ -22,7 +22,7 @@ use tokio::{sync::oneshot, time::Instant};
 
 use super::{ActorContext, DriverError};
 use crate::{
-    domain::SimulatorConfig,
+    domain::{InstanceName, SimulatorConfig},
     event::{
         data::{
             CallData, CallStatus, ConnectionInfo, DeliveryData, DeliveryStatus, Direction, Me,
@@ -67,6 +67,8 @@ struct Scheduled {
     message_id: String,
     recipient: String,
     body: String,
+    /// The pool the message was sent to, which its events name.
+    pool: Option<InstanceName>,
 }
 
 pub async fn run(config: SimulatorConfig, mut ctx: ActorContext) -> Result<(), DriverError> {
@@ -265,6 +267,7 @@ impl Network<'_> {
                     message.id,
                     message.recipient,
                     message.body,
+                    message.pool,
                 );
             }
         }
@@ -282,15 +285,22 @@ impl Network<'_> {
             self.outbox_pending = true;
             return Ok(());
         }
+        if let Some(until) = ctx.paused_until() {
+            // Pausing between sends: the next look is when the pause ends.
+            self.outbox_next = Some(until);
+            return Ok(());
+        }
         let store = ctx.log.store();
         // Claimed until the page is full, the queue is empty or the
         // throttle holds the rest (a claim cut short by the throttle is
         // followed by one that says until when).
         let mut room = page;
         let mut held = None;
+        let mut pool_waiting = false;
         while room > 0 && held.is_none() {
             let claim = ctx.claim(chrono::Utc::now(), room as i64).await?;
             held = claim.held;
+            pool_waiting = claim.pool_waiting;
             let taken = claim.messages.len();
             room -= taken.min(room);
             for message in claim.messages {
@@ -301,17 +311,28 @@ impl Network<'_> {
                     message.id,
                     message.recipient,
                     message.body,
+                    message.pool,
                 );
             }
-            if taken == 0 {
+            if taken == 0 || ctx.paused_until().is_some() {
                 break;
             }
         }
         self.outbox_pending = room == 0;
-        self.outbox_next = store
+        if let Some(until) = ctx.paused_until() {
+            self.outbox_next = Some(until);
+        }
+        let due = store
             .next_due(&ctx.instance, chrono::Utc::now())
             .await?
             .map(super::instant_at);
+        self.outbox_next = [self.outbox_next, due].into_iter().flatten().min();
+        if pool_waiting {
+            // Another member's turn: looked at again shortly, in case it
+            // does not take it (see `POOL_LOOK_AGAIN`).
+            let again = Instant::now() + super::POOL_LOOK_AGAIN;
+            self.outbox_next = Some(self.outbox_next.map_or(again, |next| next.min(again)));
+        }
         if let Some(held) = held {
             // Held by the throttle: looked at again when it lets go.
             let until = super::instant_at(held.until);
@@ -327,6 +348,7 @@ impl Network<'_> {
         message_id: String,
         recipient: String,
         body: String,
+        pool: Option<InstanceName>,
     ) {
         self.order += 1;
         self.timeline.push(Reverse(Scheduled {
@@ -336,6 +358,7 @@ impl Network<'_> {
             message_id,
             recipient,
             body,
+            pool,
         }));
     }
 
@@ -401,7 +424,7 @@ impl Network<'_> {
                     parts: None,
                 };
                 (
-                    vec![delivery.into_event(&ctx.instance)],
+                    vec![delivery.into_pool_event(&ctx.instance, step.pool.as_ref())],
                     vec![Change::SetMessageStatus {
                         id: step.message_id.clone(),
                         status,
@@ -436,6 +459,7 @@ impl Network<'_> {
                     step.message_id,
                     step.recipient,
                     step.body,
+                    step.pool,
                 );
             }
             Step::Delivered if self.config.echo => {
@@ -445,6 +469,7 @@ impl Network<'_> {
                     step.message_id,
                     step.recipient,
                     step.body,
+                    None,
                 );
             }
             Step::Delivered | Step::Reply => {}
