@@ -13,17 +13,6 @@ export class ApiError extends Error {
   }
 }
 
-/** Whether an error means the route itself does not exist on this server
- * (an API of a later version), as opposed to a missing instance or message.
- * The server answers unknown routes with `no route <METHOD> <path>`. */
-export function isMissingRoute(err: unknown): boolean {
-  return (
-    err instanceof ApiError &&
-    err.status === 404 &&
-    err.message.startsWith("no route ")
-  );
-}
-
 let currentKey = "";
 
 /** The key every call presents. It lives in this module and in the tab's

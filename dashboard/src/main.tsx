@@ -6,7 +6,7 @@ import { href, useRoute } from "./router";
 import { Create } from "./screens/Create";
 import { Events } from "./screens/Events";
 import { Cluster } from "./screens/Cluster";
-import { Pools } from "./screens/Future";
+import { Pools } from "./screens/Pools";
 import { Instance } from "./screens/Instance";
 import { Instances } from "./screens/Instances";
 import { Message, Messages } from "./screens/Messages";

@@ -4,7 +4,7 @@
 //! events, sending a text to `delivered`, filters, pause and resume from
 //! the last id, a server restart, webhook and retention, metrics, the
 //! cluster's nodes, message history (the list, its filters, one message),
-//! the pools screen for an API this server lacks, delete, and an instance key that
+//! pools (one created in the form and a text sent through it), delete, and an instance key that
 //! sees only its instance. It takes screenshots of every screen at desktop
 //! and phone width into `target/dashboard-screenshots/`.
 
@@ -130,6 +130,7 @@ const SCREENS: &[&str] = &[
     "instance-key-send",
     "instance-key-messages",
     "instance-key-cluster",
+    "instance-key-pools",
 ];
 
 /// The steps the browser run reports, in order.
@@ -146,7 +147,7 @@ const STEPS: &[&str] = &[
     "webhook status and retention per instance",
     "log out, connect and restart an instance",
     "metrics as charts",
-    "the cluster's nodes, and pools when the server lacks them",
+    "the cluster's nodes, and a pool created and sent through",
     "message history: the list, its filters and one message",
     "delete asks first",
     "after a server restart the stream resumes from its last id",
@@ -218,7 +219,7 @@ async fn the_dashboard_runs_every_screen_in_a_real_browser_for_the_admin_and_an_
             said.push(line);
         }
     };
-    let finished = tokio::time::timeout(Duration::from_secs(300), run).await;
+    let finished = tokio::time::timeout(Duration::from_secs(600), run).await;
     let status = if finished.is_ok() {
         child.wait().await.expect("the script's exit status")
     } else {

@@ -100,19 +100,6 @@ export function Confirm(props: {
   );
 }
 
-/** A route this server does not have yet (a later version's API). */
-export function Unavailable(props: { what: string; route: string; issue: string }) {
-  return (
-    <div class="unavailable" role="status">
-      <p>
-        <strong>Not available on this server.</strong> {props.what} needs <code>{props.route}</code>, which this
-        server does not have (it answered 404). It comes with {props.issue}; this screen fills in as soon as the
-        server has it.
-      </p>
-    </div>
-  );
-}
-
 /** A line chart of recent values, drawn as SVG: a polyline is all a
  * sparkline is, so no chart library is bundled for it. */
 export function Sparkline(props: { label: string; values: number[]; unit: string; format?: (v: number) => string }) {
