@@ -373,6 +373,54 @@ on_both_backends! {
         app.stop().await;
     }
 
+    async fn priority_send_at_and_expiry_hold_for_pool_texts(backend: Backend) {
+        let db = TestDb::new(backend).await;
+        let app = TestApp::spawn(&db).await;
+        create_members(&app, &["solo"]).await;
+        create_pool(&app, json!({"name": "sched", "strategy": "failover", "members": ["solo"]})).await;
+        logout(&app, "solo").await;
+        let text = |number: &str, extra: Value| {
+            let mut body = json!({"number": number, "text": "scheduled"});
+            for (key, value) in extra.as_object().expect("object") {
+                body[key] = value.clone();
+            }
+            body
+        };
+        let mut ids = Vec::new();
+        let send_at = Utc::now() + chrono::Duration::seconds(2);
+        for body in [
+            text("+15550000001", json!({"priority": 1})),
+            text("+15550000002", json!({"priority": 9})),
+            text("+15550000003", json!({"ttlSecs": 1})),
+            text("+15550000004", json!({"priority": 9, "sendAt": send_at.to_rfc3339()})),
+        ] {
+            let (status, answer) = admin(&app, Method::POST, "/message/sendText/sched", Some(body)).await;
+            assert_eq!(status, 201, "{answer}");
+            assert_eq!(answer["pool"], "sched", "{answer}");
+            ids.push(answer["id"].as_str().expect("an id").to_owned());
+        }
+        let (low, high, short, later) = (&ids[0], &ids[1], &ids[2], &ids[3]);
+        // The short-lived one runs out while no member is there.
+        let expires = app.get_json(&format!("/message/sched/{short}")).await;
+        let expires = DateTime::parse_from_rfc3339(expires["validUntil"].as_str().expect("validUntil"))
+            .expect("RFC 3339")
+            .with_timezone(&Utc);
+        wait_for("the short-lived text's time to run out", LONG, async || Utc::now() > expires).await;
+        let (status, _) = admin(&app, Method::GET, "/instance/connect/solo", None).await;
+        assert_eq!(status, 200);
+        let sent = wait_sent(&app, "sched", 3).await;
+        let order: Vec<&str> = sent.iter().filter_map(|e| e["data"]["id"].as_str()).collect();
+        assert_eq!(order, [high.as_str(), low.as_str(), later.as_str()]);
+        assert!(at(&sent[2]) >= send_at, "sent before its sendAt: {}", sent[2]);
+        let log = app.read_log("&events=delivery").await;
+        let expired: Vec<&Value> = log.iter().filter(|e| e["data"]["id"] == short.as_str()).collect();
+        assert_eq!(expired.len(), 2, "{expired:?}");
+        assert_eq!(expired[1]["data"]["status"], "expired");
+        assert_eq!(expired[1]["instance"], "sched", "no member sent it");
+        assert_eq!(expired[1]["data"]["pool"], "sched");
+        app.stop().await;
+    }
+
     async fn a_pool_throttle_holds_a_burst_across_all_members(backend: Backend) {
         let db = TestDb::new(backend).await;
         let mut settings = test_settings(&db);
