@@ -171,6 +171,9 @@ on_both_backends! {
             (json!({"name": "p", "strategy": "failover", "members": ["a"], "throttle": {"pauseMinMs": 5}}), "'throttle.pauseMinMs'"),
             (json!({"name": "-p", "strategy": "failover", "members": ["a"]}), "'name'"),
             (json!({"name": "p", "strategy": "failover", "members": (0..65).map(|i| format!("m{i}")).collect::<Vec<_>>()}), "at most 64"),
+            (json!({"name": "p", "strategy": "failover", "members": ["a"],
+                "rules": (0..65).map(|i| json!({"prefix": format!("+{}", 100 + i), "members": ["a"]})).collect::<Vec<_>>()}),
+             "'rules' has 65 entries"),
         ] {
             let (status, answer) = admin(&app, Method::POST, "/pool/create", Some(body)).await;
             assert_eq!(status, 400, "{answer}");
