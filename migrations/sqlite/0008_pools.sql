@@ -10,6 +10,9 @@ CREATE TABLE pools (
     -- Round robin: the position in the member list whose turn it is,
     -- advanced by the claim that takes a turn.
     cursor     INTEGER NOT NULL DEFAULT 0,
+    -- When that turn began (microseconds since the epoch): a turn not
+    -- taken within a grace period passes to whichever member claims.
+    turn_us    INTEGER NOT NULL DEFAULT 0,
     created_us INTEGER NOT NULL
 );
 

@@ -88,7 +88,7 @@ fn request(
 
 /// What a pool's throttle used.
 #[derive(Serialize, ToSchema)]
-pub struct Used {
+pub struct PoolUsed {
     /// Taken in the sliding minute.
     minute: i64,
     /// Taken today (UTC).
@@ -99,7 +99,7 @@ pub struct Used {
 
 /// One member's load.
 #[derive(Serialize, ToSchema)]
-pub struct Load {
+pub struct MemberLoadAnswer {
     instance: String,
     /// `open`, `close` or `connecting`.
     state: String,
@@ -121,8 +121,8 @@ pub struct PoolAnswer {
     throttle: Throttle,
     /// Messages waiting in the pool, not taken by a member yet.
     queued: i64,
-    used: Used,
-    load: Vec<Load>,
+    used: PoolUsed,
+    load: Vec<MemberLoadAnswer>,
     /// RFC 3339.
     created_at: String,
 }
@@ -141,7 +141,7 @@ pub struct Pools {
 
 /// `{"deleted": "uk"}`.
 #[derive(Serialize, ToSchema)]
-pub struct Deleted {
+pub struct PoolDeleted {
     deleted: String,
 }
 
@@ -167,14 +167,14 @@ fn pool_answer(view: PoolView) -> PoolAnswer {
             .collect(),
         throttle: pool.spec.throttle,
         queued,
-        used: Used {
+        used: PoolUsed {
             minute: used[0],
             day: used[1],
             month: used[2],
         },
         load: load
             .into_iter()
-            .map(|l| Load {
+            .map(|l| MemberLoadAnswer {
                 instance: l.instance.to_string(),
                 state: l.state.into(),
                 queued: l.queued,
@@ -277,7 +277,7 @@ pub async fn update(
     delete, path = "/pool/delete/{pool}", tag = "pools", operation_id = "deletePool",
     params(PoolPath),
     responses(
-        (status = 200, description = "Deleted", body = Deleted, example = json!({"deleted": "uk"})),
+        (status = 200, description = "Deleted", body = PoolDeleted, example = json!({"deleted": "uk"})),
         (status = 404, description = "No such pool", body = super::openapi::ErrorBody,
             example = json!({"error": {"code": "NOT_FOUND", "message": "pool 'uk' not found"}})),
         (status = 409, description = "Messages still wait in the pool", body = super::openapi::ErrorBody,
@@ -294,7 +294,7 @@ pub async fn delete(
     state.service.delete_pool(&name).await?;
     answer(
         StatusCode::OK,
-        &Deleted {
+        &PoolDeleted {
             deleted: name.to_string(),
         },
     )

@@ -12,6 +12,14 @@
 //!   [`tcp`], speaking AT commands through the [`at`] engine and SMS PDUs
 //!   through [`pdu`]; configured with [`crate::domain::modem_options`].
 //!
+//! A driver's claim ([`ActorContext::claim`]) also takes texts waiting in
+//! the pools its instance is a member of, where the pool's strategy gives
+//! them to it (`store::pool_claim`); it then wakes the other members on
+//! this node, and looks again after [`POOL_LOOK_AGAIN`] while texts it did
+//! not take still wait there. With `throttle.pauseMinMs`/`pauseMaxMs` set,
+//! it claims one text at a time and waits a random pause before the next
+//! ([`ActorContext::paused_until`]).
+//!
 //! `switchboard modem-sim`, the simulated AT modem the real drivers are
 //! tested against, is not a driver: it lives in [`crate::tools::modem_sim`].
 

@@ -18,6 +18,10 @@
 //!    (still waiting, still the pool's), which rewrites its `instance` to
 //!    the member and keeps `pool`.
 //!
+//! A round robin turn that its member does not take within [`TURN_GRACE`]
+//! (it is connected but held by its own throttle, say) passes to the next
+//! member that claims.
+//!
 //! A member that dies after taking a message keeps it: its restarted driver
 //! resumes it, as it resumes its own messages. That is deliberate: a part of
 //! it may already have gone out through that member's SIM, and only that
@@ -42,6 +46,12 @@ use crate::domain::{InstanceName, Strategy};
 
 /// Waiting messages of one pool offered to a member per claim, at most.
 const CANDIDATES: i64 = 256;
+/// How long a round robin turn waits for its member. A member may be
+/// connected and still not claim (its own throttle or pause holds it, a
+/// send it retries): past this, the turn goes to whichever member claims,
+/// so one slow member delays the pool by this much per turn, never stalls
+/// it.
+pub const TURN_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// What a member took from its pools.
 #[derive(Debug, Default)]
@@ -74,10 +84,10 @@ pub(super) async fn claim(
         }
         let name = pool.name.as_str();
         // 1. Lined up behind every other claim of this pool.
-        let Some((cursor,)): Option<(i64,)> = tx
+        let Some((cursor, turn_us)): Option<(i64, i64)> = tx
             .fetch_optional(
                 Stmt::new(format!(
-                    "SELECT cursor FROM pools WHERE name = $1{}",
+                    "SELECT cursor, turn_us FROM pools WHERE name = $1{}",
                     dialect.lock_rows()
                 ))
                 .bind(name),
@@ -143,6 +153,9 @@ pub(super) async fn claim(
             }
         }
         let mut cursor = usize::try_from(cursor).unwrap_or(0);
+        let grace = i64::try_from(TURN_GRACE.as_micros()).unwrap_or(i64::MAX);
+        let mut stale =
+            pool.spec.strategy == Strategy::RoundRobin && to_micros(now) - turn_us >= grace;
         let mut taken = 0;
         let mut left = false;
         for tuple in candidates {
@@ -151,10 +164,11 @@ pub(super) async fn claim(
                 break;
             }
             let row = outbox_from_row(tuple)?;
-            if !pool
+            let chosen = pool
                 .spec
                 .chooses(member, &row.recipient, &healthy, cursor, &outstanding)
-            {
+                || (stale && pool.spec.eligible(&row.recipient).contains(member));
+            if !chosen {
                 left = true;
                 continue;
             }
@@ -179,13 +193,15 @@ pub(super) async fn claim(
             cap -= 1;
             room -= 1;
             cursor = pool.spec.turn_after(member);
+            stale = false;
             *outstanding.entry(member.clone()).or_default() += 1;
         }
         if taken > 0 {
             tx.execute(
-                Stmt::new("UPDATE pools SET cursor = $2 WHERE name = $1")
+                Stmt::new("UPDATE pools SET cursor = $2, turn_us = $3 WHERE name = $1")
                     .bind(name)
-                    .bind(cursor as i64),
+                    .bind(cursor as i64)
+                    .bind(to_micros(now)),
             )
             .await?;
             count_taken(tx, name, &windows, taken).await?;

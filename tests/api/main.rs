@@ -34,6 +34,7 @@ mod modem;
 mod openapi;
 mod ping_flood;
 mod pools;
+mod pools_cluster;
 mod rfc6455;
 mod seeds;
 mod whole_loop;

@@ -14,7 +14,7 @@ use crate::helpers::*;
 use crate::modem::{pty_modem, serial_driver};
 use crate::on_both_backends;
 
-const LONG: Duration = Duration::from_secs(60);
+pub(crate) const LONG: Duration = Duration::from_secs(60);
 
 async fn call(
     app: &TestApp,
@@ -66,7 +66,7 @@ async fn logout(app: &TestApp, instance: &str) {
 }
 
 /// The `sent` events of the pool `pool`, in log order.
-fn sent_events(log: &[Value], pool: &str) -> Vec<Value> {
+pub(crate) fn sent_events(log: &[Value], pool: &str) -> Vec<Value> {
     log.iter()
         .filter(|e| {
             e["event"] == "delivery" && e["data"]["status"] == "sent" && e["data"]["pool"] == pool
@@ -93,7 +93,7 @@ async fn wait_sent(app: &TestApp, pool: &str, count: usize) -> Vec<Value> {
 }
 
 /// How many `sent` events each instance wrote.
-fn per_member(sent: &[Value]) -> HashMap<String, usize> {
+pub(crate) fn per_member(sent: &[Value]) -> HashMap<String, usize> {
     let mut counts = HashMap::new();
     for event in sent {
         *counts
@@ -171,6 +171,9 @@ on_both_backends! {
             (json!({"name": "p", "strategy": "failover", "members": ["a"], "throttle": {"pauseMinMs": 5}}), "'throttle.pauseMinMs'"),
             (json!({"name": "-p", "strategy": "failover", "members": ["a"]}), "'name'"),
             (json!({"name": "p", "strategy": "failover", "members": (0..65).map(|i| format!("m{i}")).collect::<Vec<_>>()}), "at most 64"),
+            (json!({"name": "p", "strategy": "failover", "members": ["a"],
+                "rules": (0..65).map(|i| json!({"prefix": format!("+{}", 100 + i), "members": ["a"]})).collect::<Vec<_>>()}),
+             "'rules' has 65 entries"),
         ] {
             let (status, answer) = admin(&app, Method::POST, "/pool/create", Some(body)).await;
             assert_eq!(status, 400, "{answer}");
@@ -373,6 +376,74 @@ on_both_backends! {
         app.stop().await;
     }
 
+    async fn priority_send_at_and_expiry_hold_for_pool_texts(backend: Backend) {
+        let db = TestDb::new(backend).await;
+        let app = TestApp::spawn(&db).await;
+        create_members(&app, &["solo"]).await;
+        create_pool(&app, json!({"name": "sched", "strategy": "failover", "members": ["solo"]})).await;
+        logout(&app, "solo").await;
+        let text = |number: &str, extra: Value| {
+            let mut body = json!({"number": number, "text": "scheduled"});
+            for (key, value) in extra.as_object().expect("object") {
+                body[key] = value.clone();
+            }
+            body
+        };
+        let mut ids = Vec::new();
+        let send_at = Utc::now() + chrono::Duration::seconds(2);
+        for body in [
+            text("+15550000001", json!({"priority": 1})),
+            text("+15550000002", json!({"priority": 9})),
+            text("+15550000003", json!({"ttlSecs": 1})),
+            text("+15550000004", json!({"priority": 9, "sendAt": send_at.to_rfc3339()})),
+        ] {
+            let (status, answer) = admin(&app, Method::POST, "/message/sendText/sched", Some(body)).await;
+            assert_eq!(status, 201, "{answer}");
+            assert_eq!(answer["pool"], "sched", "{answer}");
+            ids.push(answer["id"].as_str().expect("an id").to_owned());
+        }
+        let (low, high, short, later) = (&ids[0], &ids[1], &ids[2], &ids[3]);
+        // The short-lived one runs out while no member is there.
+        let expires = app.get_json(&format!("/message/sched/{short}")).await;
+        let expires = DateTime::parse_from_rfc3339(expires["validUntil"].as_str().expect("validUntil"))
+            .expect("RFC 3339")
+            .with_timezone(&Utc);
+        wait_for("the short-lived text's time to run out", LONG, async || Utc::now() > expires).await;
+        let (status, _) = admin(&app, Method::GET, "/instance/connect/solo", None).await;
+        assert_eq!(status, 200);
+        let sent = wait_sent(&app, "sched", 3).await;
+        let order: Vec<&str> = sent.iter().filter_map(|e| e["data"]["id"].as_str()).collect();
+        assert_eq!(order, [high.as_str(), low.as_str(), later.as_str()]);
+        assert!(at(&sent[2]) >= send_at, "sent before its sendAt: {}", sent[2]);
+        let log = app.read_log("&events=delivery").await;
+        let expired: Vec<&Value> = log.iter().filter(|e| e["data"]["id"] == short.as_str()).collect();
+        assert_eq!(expired.len(), 2, "{expired:?}");
+        assert_eq!(expired[1]["data"]["status"], "expired");
+        assert_eq!(expired[1]["instance"], "sched", "no member sent it");
+        assert_eq!(expired[1]["data"]["pool"], "sched");
+        app.stop().await;
+    }
+
+    async fn a_round_robin_turn_its_member_does_not_take_passes_on(backend: Backend) {
+        let db = TestDb::new(backend).await;
+        let app = TestApp::spawn(&db).await;
+        create_members(&app, &["held", "free"]).await;
+        // "held" pauses ten minutes after a send: connected, yet it takes
+        // no second turn.
+        let (status, body) = admin(&app, Method::POST, "/settings/set/held",
+            Some(json!({"throttle": {"pauseMinMs": 600_000}}))).await;
+        assert_eq!(status, 200, "{body}");
+        create_pool(&app, json!({"name": "turns", "strategy": "round_robin", "members": ["held", "free"]})).await;
+        for n in 0..4 {
+            send(&app, "turns", &format!("+1555000{n:04}")).await;
+        }
+        let sent = wait_sent(&app, "turns", 4).await;
+        let counts = per_member(&sent);
+        assert!(counts.get("held").copied().unwrap_or(0) <= 1, "{counts:?}");
+        assert!(counts.get("free").copied().unwrap_or(0) >= 3, "{counts:?}");
+        app.stop().await;
+    }
+
     async fn a_pool_throttle_holds_a_burst_across_all_members(backend: Backend) {
         let db = TestDb::new(backend).await;
         let mut settings = test_settings(&db);
@@ -521,131 +592,4 @@ on_both_backends! {
             sim.stop().await;
         }
     }
-}
-
-/// A request to a server process with its admin key.
-async fn on(
-    node: &crate::process::ServerProcess,
-    method: Method,
-    path: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut request = http_client()
-        .request(method, node.url(path))
-        .header("apikey", &node.config.admin_key);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.expect("request");
-    let status = response.status().as_u16();
-    (status, response.json().await.expect("a JSON body"))
-}
-
-/// Two nodes on one PostgreSQL, one member pinned to each: texts accepted
-/// on either node take turns across both; once a node is killed, its
-/// member stops counting as healthy when its lease runs out, and the other
-/// member sends everything.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_pool_takes_turns_across_cluster_nodes_and_routes_around_a_killed_one() {
-    use crate::process::{ProcessConfig, ServerProcess};
-    let db = TestDb::new(Backend::Postgres).await;
-    let config = |name: &str| {
-        ProcessConfig::new(&db.dir.path().join(name), db.url.clone())
-            .with("SWITCHBOARD__CLUSTER__NODE_ID", name)
-            .with("SWITCHBOARD__CLUSTER__LEASE_TTL_SECS", 3)
-            .with("SWITCHBOARD__CLUSTER__RENEW_SECS", 1)
-            .with("SWITCHBOARD__CLUSTER__POLL_MS", 200)
-    };
-    let mut a = ServerProcess::start(config("node-a")).await;
-    let b = ServerProcess::start(config("node-b")).await;
-    for (member, node) in [("ma", "node-a"), ("mb", "node-b")] {
-        let (status, body) = on(
-            &a,
-            Method::POST,
-            "/instance/create",
-            Some(json!({"instanceName": member, "driver": quick_simulator(), "node": node})),
-        )
-        .await;
-        assert_eq!(status, 201, "{body}");
-    }
-    for member in ["ma", "mb"] {
-        wait_for(&format!("{member} to connect"), LONG, async || {
-            let (_, body) = on(
-                &b,
-                Method::GET,
-                &format!("/instance/connectionState/{member}"),
-                None,
-            )
-            .await;
-            body["instance"]["state"] == "open"
-        })
-        .await;
-    }
-    let (status, body) = on(
-        &a,
-        Method::POST,
-        "/pool/create",
-        Some(json!({"name": "both", "strategy": "round_robin", "members": ["ma", "mb"]})),
-    )
-    .await;
-    assert_eq!(status, 201, "{body}");
-    let sent_by = async |count: usize| -> Vec<Value> {
-        wait_for(
-            &format!("{count} texts of the pool to be sent"),
-            LONG,
-            async || {
-                let (_, body) = on(
-                    &b,
-                    Method::GET,
-                    "/events?since=0&limit=1000&events=delivery",
-                    None,
-                )
-                .await;
-                let sent = sent_events(
-                    body["events"].as_array().map(Vec::as_slice).unwrap_or(&[]),
-                    "both",
-                );
-                if sent.len() >= count {
-                    Ok(sent)
-                } else {
-                    Err(format!("{} sent", sent.len()))
-                }
-            },
-        )
-        .await
-    };
-    for n in 0..10 {
-        let node = if n % 2 == 0 { &a } else { &b };
-        let (status, body) = on(
-            node,
-            Method::POST,
-            "/message/sendText/both",
-            Some(json!({"number": format!("+1555000{n:04}"), "text": "across"})),
-        )
-        .await;
-        assert_eq!(status, 201, "{body}");
-    }
-    let sent = sent_by(10).await;
-    assert_eq!(
-        per_member(&sent),
-        HashMap::from([("ma".to_owned(), 5), ("mb".to_owned(), 5)])
-    );
-
-    a.kill();
-    for n in 0..6 {
-        let (status, body) = on(
-            &b,
-            Method::POST,
-            "/message/sendText/both",
-            Some(json!({"number": format!("+1555100{n:04}"), "text": "after the kill"})),
-        )
-        .await;
-        assert_eq!(status, 201, "{body}");
-    }
-    let sent = sent_by(16).await;
-    assert_eq!(
-        per_member(&sent[10..]),
-        HashMap::from([("mb".to_owned(), 6)])
-    );
-    b.stop().await;
 }

@@ -457,6 +457,10 @@ fn add_errors(
         .iter()
         .any(|p| p.name == "instance" && p.parameter_in == ParameterIn::Path);
     let has_query = params.iter().any(|p| p.parameter_in == ParameterIn::Query);
+    // A pool's name in the path is checked like an instance's.
+    let has_pool = params
+        .iter()
+        .any(|p| p.name == "pool" && p.parameter_in == ParameterIn::Path);
     if has_instance {
         add_error(
             operation,
@@ -466,7 +470,7 @@ fn add_errors(
             "instance 'alpha' not found",
         );
     }
-    if has_instance || has_query || operation.request_body.is_some() {
+    if has_instance || has_pool || has_query || operation.request_body.is_some() {
         add_error(
             operation,
             400,
