@@ -17,6 +17,8 @@
 #    pinned to a core: the nodes, PostgreSQL and the tool share the machine.
 # C  one node, on PostgreSQL then on SQLite: ingest and fanout --rates 100,
 #    server on core 0 and tool on core 1 as in BENCHMARKS.md's summary.
+# D  (issue 12) one node, PostgreSQL then SQLite: `accept`, 50 HTTP clients
+#    sending texts against 1, then 10 simulator instances; pinned as in C.
 #
 # Needs: the release build (`cargo build --release --workspace`), PostgreSQL
 # reachable as BENCH_PG (default postgres://postgres@127.0.0.1:5432, trust
@@ -180,6 +182,21 @@ if [[ "$parts" == *" C "* ]]; then
                     --url "$(ws node-1)" "$scenario" "${extra[@]}"
                 stop_nodes
             done
+        done
+    done
+fi
+
+if [[ "$parts" == *" D "* ]]; then
+    echo
+    echo "== D: sendText accept rate, one node, PostgreSQL then SQLite (server on core 0, tool on core 1)"
+    for round in $(seq 1 "$rounds"); do
+        for backend in postgres sqlite; do
+            db=""
+            [ "$backend" = postgres ] && fresh_db "d"
+            start_node node-1 "$db" 0
+            bench "D-$round-$backend-accept" --cpu 1 --server-pid "${node_pid[node-1]}" \
+                --url "$(ws node-1)" accept --clients 50 --instances 1,10
+            stop_nodes
         done
     done
 fi
