@@ -5,7 +5,8 @@
 # databases. Every report is written as JSON to OUT_DIR and printed.
 #
 #   scripts/bench-cluster.sh [OUT_DIR]          # parts A and B
-#   BENCH_CLUSTER_PARTS="A B C" scripts/bench-cluster.sh bench/results/x
+#   BENCH_CLUSTER_PARTS="A B C D" scripts/bench-cluster.sh bench/results/x
+#   BENCH_CLUSTER_ROUNDS=2 BENCH_CLUSTER_FIRST_ROUND=3 ...   # rounds 3 and 4
 #
 # A  fanout, 1,000 subscribers at 100 events/s, the instance pinned to
 #    node-a: subscribers on node-a (same node) or node-b (cross node, through
@@ -29,6 +30,9 @@ cd "$(dirname "$0")/.."
 out="${1:-bench/results/$(date -u +%F)-cluster}"
 parts=" ${BENCH_CLUSTER_PARTS:-A B} "
 rounds="${BENCH_CLUSTER_ROUNDS:-2}"
+# Numbering of the rounds (file names), so a later run adds to OUT_DIR.
+first_round="${BENCH_CLUSTER_FIRST_ROUND:-1}"
+round_list=$(seq "$first_round" "$((first_round + rounds - 1))")
 pg="${BENCH_PG:-postgres://postgres@127.0.0.1:5432}"
 pg_host=$(sed -E 's#^postgres(ql)?://([^@/]*@)?([^:/]*).*#\3#' <<<"$pg")
 pg_port=$(sed -nE 's#^postgres(ql)?://([^@/]*@)?[^:/]*:([0-9]+).*#\3#p' <<<"$pg")
@@ -133,7 +137,7 @@ if [[ "$parts" == *" A "* ]]; then
     start_node node-a "$db" 0
     start_node node-b "$db" 0
     pids="${node_pid[node-a]},${node_pid[node-b]}"
-    for round in $(seq 1 "$rounds"); do
+    for round in $round_list; do
         for sub in node-a node-b; do
             side=same
             [ "$sub" = node-b ] && side=cross
@@ -148,7 +152,7 @@ fi
 if [[ "$parts" == *" B "* ]]; then
     echo
     echo "== B: ingest, 1 node against 3 nodes on one PostgreSQL (nothing pinned to a core)"
-    for round in $(seq 1 "$rounds"); do
+    for round in $round_list; do
         for nodes in 1 3; do
             fresh_db "b$nodes"
             names=()
@@ -170,7 +174,7 @@ fi
 if [[ "$parts" == *" C "* ]]; then
     echo
     echo "== C: one node, PostgreSQL then SQLite (server on core 0, tool on core 1)"
-    for round in $(seq 1 "$rounds"); do
+    for round in $round_list; do
         for backend in postgres sqlite; do
             for scenario in ingest fanout; do
                 db=""
@@ -189,7 +193,7 @@ fi
 if [[ "$parts" == *" D "* ]]; then
     echo
     echo "== D: sendText accept rate, one node, PostgreSQL then SQLite (server on core 0, tool on core 1)"
-    for round in $(seq 1 "$rounds"); do
+    for round in $round_list; do
         for backend in postgres sqlite; do
             db=""
             [ "$backend" = postgres ] && fresh_db "d"
