@@ -13,9 +13,14 @@
 #    node-b's tailer), alternated BENCH_CLUSTER_ROUNDS times (default 2). Both
 #    nodes pinned to core 0, the tool to core 1; CPU is both nodes' added up
 #    (each node's in the JSON, `server_each`).
+# A2 the same question with the noise shared: 500 subscribers on node-a
+#    (fanout, which drives the instance) and, at the same time, 500 on node-b
+#    (connect, every event); both tools on core 1, both nodes on core 0.
 # B  ingest, 6 simulator instances asking 100k events/s each, against 1 node
 #    and against 3 nodes (instances pinned round robin), alternated; nothing
 #    pinned to a core: the nodes, PostgreSQL and the tool share the machine.
+#    The CPU of the run database's PostgreSQL backends inside the measured
+#    window goes to NAME.postgres.txt (also for C's PostgreSQL ingest).
 # C  one node, on PostgreSQL then on SQLite: ingest and fanout --rates 100,
 #    server on core 0 and tool on core 1 as in BENCHMARKS.md's summary.
 # D  (issue 12) one node, PostgreSQL then SQLite: `accept`, 50 HTTP clients
@@ -51,12 +56,43 @@ export SWITCHBOARD_BENCH_KEY="$key"
 declare -A node_pid node_port
 databases=()
 
-# fresh_db TAG: a fresh database, its URL in $db (dropped at exit).
+# fresh_db TAG: a fresh database, its URL in $db and its name in $db_name
+# (dropped at exit).
 fresh_db() {
     local name="sbbench_$1_$$_$(date +%s)"
     createdb -h "$pg_host" ${pg_port:+-p "$pg_port"} ${pg_user:+-U "$pg_user"} "$name"
     databases+=("$name")
     db="$pg/$name"
+    db_name=$name
+}
+
+# pg_ticks DB: "pid ticks" (user + system CPU) of each PostgreSQL backend
+# connected to DB; PostgreSQL runs on this machine.
+pg_ticks() {
+    psql -h "$pg_host" ${pg_port:+-p "$pg_port"} ${pg_user:+-U "$pg_user"} -d postgres -tAc \
+        "select pid from pg_stat_activity where datname = '$1'" |
+        while read -r pid; do
+            [ -r "/proc/$pid/stat" ] && echo "$pid $(sed 's/.*) //' "/proc/$pid/stat" | awk '{print $12 + $13}')"
+        done
+}
+
+# pg_cores DB AFTER LENGTH FILE: from AFTER to AFTER + LENGTH seconds from
+# now, the cores DB's backends used (the WAL writer and checkpointer are not
+# counted); written to FILE. Run beside the tool, inside its measured window.
+pg_cores() {
+    local before after
+    sleep "$2"
+    before=$(pg_ticks "$1")
+    sleep "$3"
+    after=$(pg_ticks "$1")
+    python3 - "$3" "$(getconf CLK_TCK)" "$before" "$after" >"$4" <<'PY'
+import sys
+length, hz = float(sys.argv[1]), float(sys.argv[2])
+parse = lambda t: dict(map(int, l.split()) for l in t.splitlines() if l.strip())
+a, b = parse(sys.argv[3]), parse(sys.argv[4])
+used = sum(t - a.get(p, t) for p, t in b.items()) / hz
+print(f"postgres backends of the run's database: {used / length:.2f} cores over {length:.0f} s ({len(b)} backends)")
+PY
 }
 
 # start_node NAME DATABASE_URL [CPU]: a node in the background; waits for the
@@ -149,6 +185,26 @@ if [[ "$parts" == *" A "* ]]; then
     stop_nodes
 fi
 
+if [[ "$parts" == *" A2 "* ]]; then
+    echo "== A2: same node and cross node at once: 500 subscribers on each node, one instance on node-a at 100 events/s"
+    fresh_db a2
+    start_node node-a "$db" 0
+    start_node node-b "$db" 0
+    pids="${node_pid[node-a]},${node_pid[node-b]}"
+    for round in $round_list; do
+        # fanout drives the instance and watches it on node-a; `connect`
+        # watches every event on node-b in the middle of fanout's window.
+        bench "A2-$round-same" --cpu 1 --server-pid "$pids" --url "$(ws node-a)" --pin-node node-a \
+            fanout --subscribers 500 --rates 100 --step 20 --warmup 3 &
+        same_job=$!
+        sleep 1
+        bench "A2-$round-cross" --cpu 1 --server-pid "$pids" --url "$(ws node-b)" \
+            connect -c 500 --warmup 6 --duration 15
+        wait "$same_job"
+    done
+    stop_nodes
+fi
+
 if [[ "$parts" == *" B "* ]]; then
     echo
     echo "== B: ingest, 1 node against 3 nodes on one PostgreSQL (nothing pinned to a core)"
@@ -165,7 +221,12 @@ if [[ "$parts" == *" B "* ]]; then
             pin=$(IFS=,; echo "${names[*]}")
             args=(--server-pid "${pids%,}" --url "$(ws node-1)" --pin-node "$pin")
             [ -n "$peers" ] && args+=(--peer-url "${peers%,}")
+            # Inside the tool's window: instances created, 3 s warm-up, 10 s measured.
+            pg_cores "$db_name" 5 7 "$out/B-$round-${nodes}node.postgres.txt" &
+            pg_job=$!
             bench "B-$round-${nodes}node" "${args[@]}" ingest --instances 6
+            wait "$pg_job"
+            cat "$out/B-$round-${nodes}node.postgres.txt"
             stop_nodes
         done
     done
@@ -182,8 +243,15 @@ if [[ "$parts" == *" C "* ]]; then
                 start_node node-1 "$db" 0
                 extra=()
                 [ "$scenario" = fanout ] && extra=(--rates 100 --step 10)
-                bench "C-$round-$backend-$scenario" --cpu 1 --server-pid "${node_pid[node-1]}" \
+                name="C-$round-$backend-$scenario"
+                # Inside the tool's window (ingest: 3 s warm-up, 10 s measured).
+                [ "$backend" = postgres ] && [ "$scenario" = ingest ] &&
+                    pg_cores "$db_name" 5 7 "$out/$name.postgres.txt" &
+                pg_job=$!
+                bench "$name" --cpu 1 --server-pid "${node_pid[node-1]}" \
                     --url "$(ws node-1)" "$scenario" "${extra[@]}"
+                wait "$pg_job" || true
+                [ -f "$out/$name.postgres.txt" ] && cat "$out/$name.postgres.txt"
                 stop_nodes
             done
         done
