@@ -102,6 +102,7 @@ start_node() {
     local pin=()
     [ -n "$cpu" ] && pin=(taskset -c "$cpu")
     mkdir -p "$dir"
+    : >"$dir/server.log"
     env -u DATABASE_URL \
         SWITCHBOARD__AUTH__API_KEY="$key" \
         SWITCHBOARD__HTTP__PORT=0 \
@@ -114,7 +115,7 @@ start_node() {
     node_pid[$name]=$!
     local port=""
     for _ in $(seq 1 300); do
-        port=$(sed -n 's/^switchboard is listening on port \([0-9]*\).*/\1/p' "$dir/server.log" | head -n1)
+        port=$(sed -n 's/^switchboard is listening on port \([0-9]*\).*/\1/p' "$dir/server.log" | head -n1 || true)
         [ -n "$port" ] && break
         if ! kill -0 "${node_pid[$name]}" 2>/dev/null; then
             echo "node $name exited at start:" >&2
