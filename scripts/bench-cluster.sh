@@ -21,6 +21,9 @@
 #    pinned to a core: the nodes, PostgreSQL and the tool share the machine.
 #    The CPU of the run database's PostgreSQL backends inside the measured
 #    window goes to NAME.postgres.txt (also for C's PostgreSQL ingest).
+# smoke  every scenario with --smoke against two nodes with the cluster
+#    options (subscribers on node-b, instances pinned to node-a); exits
+#    non-zero if one fails. Reports go to OUT_DIR too.
 # C  one node, on PostgreSQL then on SQLite: ingest and fanout --rates 100,
 #    server on core 0 and tool on core 1 as in BENCHMARKS.md's summary.
 # D  (issue 12) one node, PostgreSQL then SQLite: `accept`, 50 HTTP clients
@@ -164,8 +167,11 @@ bench() {
     shift
     echo
     echo "== $name: switchboard-bench $*"
-    # A failed run is reported and the others still run.
-    "$bench_bin" --json "$out/$name.json" "$@" || echo "   ($name: exit $?)"
+    # A failed run is reported (and its status kept in $last_rc) and the
+    # others still run.
+    last_rc=0
+    "$bench_bin" --json "$out/$name.json" "$@" || last_rc=$?
+    [ "$last_rc" = 0 ] || echo "   ($name: exit $last_rc)"
 }
 
 if [[ "$parts" == *" A "* ]]; then
@@ -204,6 +210,23 @@ if [[ "$parts" == *" A2 "* ]]; then
         wait "$same_job"
     done
     stop_nodes
+fi
+
+if [[ "$parts" == *" smoke "* ]]; then
+    echo "== smoke: every scenario with --smoke on two nodes, subscribers on node-b, instances pinned to node-a"
+    fresh_db smoke
+    start_node node-a "$db"
+    start_node node-b "$db"
+    failed=""
+    for scenario in fanout subscribers idle ingest catchup slow accept; do
+        bench "smoke-$scenario" --server-pid "${node_pid[node-a]},${node_pid[node-b]}" \
+            --url "$(ws node-a)" --subscribe-url "$(ws node-b)" --pin-node node-a \
+            --peer-url "$(ws node-b)" "$scenario" --smoke >"$work/smoke-$scenario.out" 2>&1
+        [ "$last_rc" = 0 ] || failed="$failed $scenario"
+        grep -E "^smoke:|^- [a-z].*(failed|error)" "$work/smoke-$scenario.out" | sed "s/^/   $scenario: /" || true
+    done
+    stop_nodes
+    [ -z "$failed" ] || { echo "smoke failed:$failed" >&2; exit 1; }
 fi
 
 if [[ "$parts" == *" B "* ]]; then
