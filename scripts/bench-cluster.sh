@@ -27,7 +27,9 @@
 # C  one node, on PostgreSQL then on SQLite: ingest and fanout --rates 100,
 #    server on core 0 and tool on core 1 as in BENCHMARKS.md's summary.
 # D  (issue 12) one node, PostgreSQL then SQLite: `accept`, 50 HTTP clients
-#    sending texts against 1, then 10 simulator instances; pinned as in C.
+#    sending texts against 1, then 10 simulator instances, with the
+#    simulators sending them, then stopped (`--stopped`: the accept alone);
+#    pinned as in C.
 #
 # Needs: the release build (`cargo build --release --workspace`), PostgreSQL
 # reachable as BENCH_PG (default postgres://postgres@127.0.0.1:5432, trust
@@ -292,6 +294,8 @@ if [[ "$parts" == *" D "* ]]; then
             start_node node-1 "$db" 0
             bench "D-$round-$backend-accept" --cpu 1 --server-pid "${node_pid[node-1]}" \
                 --url "$(ws node-1)" accept --clients 50 --instances 1,10
+            bench "D-$round-$backend-accept-stopped" --cpu 1 --server-pid "${node_pid[node-1]}" \
+                --url "$(ws node-1)" accept --clients 50 --instances 1,10 --stopped
             stop_nodes
         done
     done

@@ -310,6 +310,10 @@ pub struct AcceptArgs {
     pub duration: Option<f64>,
     #[arg(long)]
     pub warmup: Option<f64>,
+    /// Stop the instances' drivers first (`instance/logout`): texts are
+    /// only queued, never sent, so the window measures the accept alone.
+    #[arg(long)]
+    pub stopped: bool,
 }
 
 #[cfg(test)]

@@ -3,7 +3,9 @@
 //! flight per client, over a kept-alive connection) against 1, then 10
 //! simulator instances, spread round robin. The server answers 201 only
 //! once the text is committed to the outbox, so accepted/s is durable
-//! accepts; the latency is the request's round trip to the 201.
+//! accepts; the latency is the request's round trip to the 201. The
+//! simulators send each text meanwhile, unless `--stopped` stopped them:
+//! then the texts stay queued and only the accept path is measured.
 
 use std::{
     sync::{
@@ -102,6 +104,14 @@ pub async fn run(ctx: &Ctx, args: &AcceptArgs) -> anyhow::Result<Report> {
     report.setting("clients", clients);
     report.setting("duration_s", duration);
     report.setting("warmup_s", warmup);
+    report.setting(
+        "drivers",
+        if args.stopped {
+            "stopped (texts only queued)"
+        } else {
+            "running (the simulators send every text)"
+        },
+    );
 
     let mut steps = Vec::new();
     for &count in &counts {
@@ -113,6 +123,9 @@ pub async fn run(ctx: &Ctx, args: &AcceptArgs) -> anyhow::Result<Report> {
             instances
                 .create(PREFIX, count, 0.0, ctx.common.seed)
                 .await?;
+            if args.stopped {
+                instances.stop_all().await?;
+            }
             step(ctx, &admin, count, clients, warmup, duration).await
         }
         .await;
@@ -190,6 +203,7 @@ pub async fn run(ctx: &Ctx, args: &AcceptArgs) -> anyhow::Result<Report> {
     report.data = serde_json::json!({
         "database": backend,
         "clients": clients,
+        "drivers_stopped": args.stopped,
         "steps": steps.iter().map(|s| serde_json::json!({
             "instances": s.instances,
             "seconds": s.seconds,
