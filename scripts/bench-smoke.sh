@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 
 scenarios=("$@")
 if [ ${#scenarios[@]} -eq 0 ]; then
-    scenarios=(connect fanout subscribers idle ingest catchup slow)
+    scenarios=(connect fanout subscribers idle ingest catchup slow accept)
 fi
 skip=" ${BENCH_SMOKE_SKIP:-} "
 # Longest one smoke scenario may take before it counts as hung.

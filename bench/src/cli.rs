@@ -37,6 +37,31 @@ pub struct Common {
         default_value = "ws://127.0.0.1:8080/ws"
     )]
     pub url: String,
+    /// Where subscribers and catch-up clients connect (ws://), when not
+    /// `--url`: another node of a cluster, to measure delivery across
+    /// nodes. Instances are still created and driven through `--url`.
+    #[arg(long, global = true, env = "SWITCHBOARD_BENCH_SUBSCRIBE_URL")]
+    pub subscribe_url: Option<String>,
+    /// Cluster nodes the created instances are pinned to (`"node"` on
+    /// `instance/create`), round robin over the list in creation order.
+    /// Empty: the server places them.
+    #[arg(
+        long,
+        global = true,
+        value_name = "NAME[,NAME...]",
+        value_delimiter = ','
+    )]
+    pub pin_node: Vec<String>,
+    /// The other nodes of a cluster (ws:// URLs, like `--url`): their
+    /// `/metrics` counters are added to `--url`'s, so events committed by
+    /// every node count.
+    #[arg(
+        long,
+        global = true,
+        value_name = "URL[,URL...]",
+        value_delimiter = ','
+    )]
+    pub peer_url: Vec<String>,
     /// switchboard's admin key: sent as `apikey` to the REST API and the
     /// WebSocket (the `connect` scenario sends it only when given).
     #[arg(
@@ -64,9 +89,17 @@ pub struct Common {
     pub threads: usize,
 
     /// The server's pid, to sample its CPU time and RSS (and raise its
-    /// open-files limit when it is too low for the scenario).
-    #[arg(long, global = true, value_name = "PID", conflicts_with = "spawn")]
-    pub server_pid: Option<i32>,
+    /// open-files limit when it is too low for the scenario). Several,
+    /// comma-separated (a cluster's nodes): their CPU time and RSS are
+    /// added up, and each one's is kept in the JSON.
+    #[arg(
+        long,
+        global = true,
+        value_name = "PID[,PID...]",
+        value_delimiter = ',',
+        conflicts_with = "spawn"
+    )]
+    pub server_pid: Vec<i32>,
     /// Start the server with this command line (program and arguments,
     /// split on whitespace; configure it through the environment), sample
     /// it, and stop it at the end.
@@ -129,6 +162,9 @@ pub enum Scenario {
     Catchup(CatchupArgs),
     /// X subscribers of which some stop reading: the others' p99 before and after.
     Slow(SlowArgs),
+    /// N HTTP clients sending texts back to back: sendText accepted/s and
+    /// the latency of the 201, against 1 and against 10 instances.
+    Accept(AcceptArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -258,4 +294,75 @@ pub struct SlowArgs {
     pub duration: Option<f64>,
     #[arg(long)]
     pub warmup: Option<f64>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct AcceptArgs {
+    /// Concurrent HTTP clients, one request in flight each.
+    #[arg(short = 'c', long)]
+    pub clients: Option<usize>,
+    /// Simulator instances the texts are spread over, one measured step
+    /// per count, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub instances: Option<Vec<usize>>,
+    /// Seconds measured at each step (after the warm-up).
+    #[arg(long)]
+    pub duration: Option<f64>,
+    #[arg(long)]
+    pub warmup: Option<f64>,
+    /// Stop the instances' drivers first (`instance/logout`): texts are
+    /// only queued, never sent, so the window measures the accept alone.
+    #[arg(long)]
+    pub stopped: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[test]
+    fn cluster_options_default_to_one_server() {
+        let cli = Cli::try_parse_from(["switchboard-bench", "fanout"]).unwrap();
+        assert_eq!(cli.common.subscribe_url, None);
+        assert!(cli.common.pin_node.is_empty());
+        assert!(cli.common.peer_url.is_empty());
+        assert!(cli.common.server_pid.is_empty());
+    }
+
+    #[test]
+    fn cluster_options_take_lists() {
+        let cli = Cli::try_parse_from([
+            "switchboard-bench",
+            "--url",
+            "ws://127.0.0.1:1/ws",
+            "--subscribe-url",
+            "ws://127.0.0.1:2/ws",
+            "--pin-node",
+            "node-a,node-b",
+            "--peer-url",
+            "ws://127.0.0.1:2/ws,ws://127.0.0.1:3/ws",
+            "--server-pid",
+            "10,11",
+            "ingest",
+        ])
+        .unwrap();
+        assert_eq!(
+            cli.common.subscribe_url.as_deref(),
+            Some("ws://127.0.0.1:2/ws")
+        );
+        assert_eq!(cli.common.pin_node, ["node-a", "node-b"]);
+        assert_eq!(cli.common.peer_url.len(), 2);
+        assert_eq!(cli.common.server_pid, [10, 11]);
+        let spawn_and_pid = Cli::try_parse_from([
+            "switchboard-bench",
+            "--spawn",
+            "switchboard run",
+            "--server-pid",
+            "10",
+            "idle",
+        ]);
+        assert!(spawn_and_pid.is_err());
+    }
 }

@@ -42,10 +42,14 @@ fn run(cli: Cli) -> anyhow::Result<Report> {
         .join(" ");
     // Before spawning, so a spawned server inherits the raised limit.
     let open_files = system::raise_nofile(WANTED_OPEN_FILES)?;
-    let mut server = match (&cli.common.spawn, cli.common.server_pid) {
-        (Some(command), _) => Some(ServerProcess::spawn(command, cli.common.server_cpu)?),
-        (None, Some(pid)) => Some(ServerProcess::existing(pid)?),
-        (None, None) => None,
+    let mut servers = match &cli.common.spawn {
+        Some(command) => vec![ServerProcess::spawn(command, cli.common.server_cpu)?],
+        None => cli
+            .common
+            .server_pid
+            .iter()
+            .map(|pid| ServerProcess::existing(*pid))
+            .collect::<anyhow::Result<_>>()?,
     };
     // After spawning: the spawn may have pinned this thread to the server's
     // CPU, and the runtime's threads inherit whatever this thread has.
@@ -67,12 +71,12 @@ fn run(cli: Cli) -> anyhow::Result<Report> {
     .context("while starting the async runtime")?;
     let ctx = Ctx {
         common: cli.common.clone(),
-        server_pid: server.as_ref().map(|s| s.pid),
+        server_pids: servers.iter().map(|s| s.pid).collect(),
         command,
         open_files,
     };
     let result = runtime.block_on(async {
-        if let Some(server) = server.as_ref().filter(|s| s.spawned()) {
+        if let Some(server) = servers.iter().find(|s| s.spawned()) {
             wait_for_port(&ctx.common.url, server.pid).await?;
         }
         match &cli.scenario {
@@ -83,11 +87,12 @@ fn run(cli: Cli) -> anyhow::Result<Report> {
             Scenario::Ingest(args) => scenario::ingest::run(&ctx, args).await,
             Scenario::Catchup(args) => scenario::catchup::run(&ctx, args).await,
             Scenario::Slow(args) => scenario::slow::run(&ctx, args).await,
+            Scenario::Accept(args) => scenario::accept::run(&ctx, args).await,
         }
     });
     // The runtime (and every connection) goes before the server does.
     drop(runtime);
-    if let Some(server) = server.as_mut() {
+    for server in &mut servers {
         server.stop();
     }
     let mut report = result?;
@@ -99,6 +104,21 @@ fn run(cli: Cli) -> anyhow::Result<Report> {
         report.setting("server cpu", cpu);
     }
     report.setting("tool threads", cli.common.threads);
+    if let Some(url) = &cli.common.subscribe_url {
+        report.setting("subscribe url", url);
+    }
+    if !cli.common.pin_node.is_empty() {
+        report.setting("pinned to", cli.common.pin_node.join(","));
+    }
+    if !cli.common.peer_url.is_empty() {
+        report.setting("metrics also from", cli.common.peer_url.join(","));
+    }
+    if cli.common.server_pid.len() > 1 {
+        report.setting(
+            "server processes (CPU, RSS added up)",
+            cli.common.server_pid.len(),
+        );
+    }
     print(&cli, &report)?;
     Ok(report)
 }

@@ -251,7 +251,8 @@ impl Stats {
     }
 }
 
-fn new_histogram() -> Histogram<u64> {
+/// An empty latency histogram with the bounds every window uses.
+pub fn new_histogram() -> Histogram<u64> {
     // unwrap: the bounds are constants that satisfy hdrhistogram's rules
     // (low ≥ 1, high ≥ 2 × low, digits ≤ 5).
     #[allow(clippy::unwrap_used)]

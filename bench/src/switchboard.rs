@@ -17,6 +17,11 @@ pub struct Admin {
     /// `http://host:port`, derived from the WebSocket URL.
     base: String,
     key: String,
+    /// Nodes new instances are pinned to, round robin (`--pin-node`).
+    pin_nodes: Vec<String>,
+    /// `http://host:port` of the other nodes of a cluster, whose `/metrics`
+    /// counters add to this one's (`--peer-url`).
+    peers: Vec<String>,
 }
 
 /// The counters a scenario reads from `/metrics`.
@@ -36,10 +41,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 impl Admin {
     /// The admin API of the server behind `ws_url` (same host and port).
     pub fn for_ws_url(ws_url: &str, key: &str) -> anyhow::Result<Admin> {
-        let rest = ws_url
-            .strip_prefix("ws://")
-            .with_context(|| format!("not a ws:// URL: {ws_url}"))?;
-        let authority = rest.split(['/', '?']).next().unwrap_or(rest);
+        let base = http_base(ws_url)?;
         // In this workspace reqwest carries the server's TLS features, which
         // need the process's crypto provider chosen first (idempotent).
         let _ = rustls::crypto::ring::default_provider().install_default();
@@ -49,9 +51,28 @@ impl Admin {
             .context("while building the HTTP client")?;
         Ok(Admin {
             http,
-            base: format!("http://{authority}"),
+            base,
             key: key.to_string(),
+            pin_nodes: Vec::new(),
+            peers: Vec::new(),
         })
+    }
+
+    /// Instances this API creates are pinned to `nodes`, round robin by
+    /// their index (none: the server places them).
+    pub fn pinning(mut self, nodes: &[String]) -> Admin {
+        self.pin_nodes = nodes.to_vec();
+        self
+    }
+
+    /// The other nodes of the cluster (ws:// URLs), whose `/metrics`
+    /// counters [`Admin::metrics`] adds to this node's.
+    pub fn with_peers(mut self, ws_urls: &[String]) -> anyhow::Result<Admin> {
+        self.peers = ws_urls
+            .iter()
+            .map(|u| http_base(u))
+            .collect::<anyhow::Result<_>>()?;
+        Ok(self)
     }
 
     /// Waits until `/health` answers 200.
@@ -85,12 +106,22 @@ impl Admin {
     /// Creates a simulator instance generating `rate` random inbound events
     /// per second from `seed`, with echo replies off (they would add events
     /// the rate does not count). A leftover of the same name from an
-    /// interrupted run is deleted first.
-    pub async fn create_simulator(&self, name: &str, rate: f64, seed: u64) -> anyhow::Result<()> {
-        let body = json!({
+    /// interrupted run is deleted first. With pin nodes, the instance is
+    /// pinned to the one at `slot` (round robin).
+    pub async fn create_simulator(
+        &self,
+        name: &str,
+        rate: f64,
+        seed: u64,
+        slot: usize,
+    ) -> anyhow::Result<()> {
+        let mut body = json!({
             "instanceName": name,
             "driver": { "kind": "simulator", "rate": rate, "seed": seed, "echo": false },
         });
+        if !self.pin_nodes.is_empty() {
+            body["node"] = json!(self.pin_nodes[slot % self.pin_nodes.len()]);
+        }
         for _ in 0..2 {
             let response = self
                 .http
@@ -110,6 +141,28 @@ impl Admin {
             }
         }
         bail!("instance {name} still exists after deleting it")
+    }
+
+    /// Sends one text through `message/sendText/{instance}` and returns the
+    /// answer's status (201: committed to the outbox). The body is read to
+    /// the end so the connection is reused.
+    pub async fn send_text(
+        &self,
+        instance: &str,
+        number: &str,
+        text: &str,
+    ) -> anyhow::Result<StatusCode> {
+        let response = self
+            .http
+            .post(format!("{}/message/sendText/{instance}", self.base))
+            .header("apikey", &self.key)
+            .json(&json!({ "number": number, "text": text }))
+            .send()
+            .await
+            .with_context(|| format!("while sending a text through {instance}"))?;
+        let status = response.status();
+        response.bytes().await?;
+        Ok(status)
     }
 
     /// Deletes an instance; one that does not exist is fine.
@@ -170,14 +223,30 @@ impl Admin {
         }
     }
 
-    /// The counters from `/metrics`.
+    /// The counters from `/metrics`, added up over the peers when there
+    /// are any (the largest batch is the largest of any node).
     pub async fn metrics(&self) -> anyhow::Result<Metrics> {
+        let mut total = self.metrics_of(&self.base).await?;
+        for peer in &self.peers {
+            let m = self.metrics_of(peer).await?;
+            total.committed += m.committed;
+            total.batches += m.batches;
+            total.largest_batch = total.largest_batch.max(m.largest_batch);
+            total.connections += m.connections;
+            total.delivered_frames += m.delivered_frames;
+            total.lagging_total += m.lagging_total;
+        }
+        Ok(total)
+    }
+
+    /// The counters from one node's `/metrics`.
+    async fn metrics_of(&self, base: &str) -> anyhow::Result<Metrics> {
         let text = self
             .http
-            .get(format!("{}/metrics", self.base))
+            .get(format!("{base}/metrics"))
             .send()
             .await
-            .context("while reading /metrics")?
+            .with_context(|| format!("while reading {base}/metrics"))?
             .error_for_status()?
             .text()
             .await?;
@@ -192,6 +261,15 @@ impl Admin {
             lagging_total: get("switchboard_lagging_connections_total"),
         })
     }
+}
+
+/// `http://host:port` of a `ws://` URL (same host and port).
+fn http_base(ws_url: &str) -> anyhow::Result<String> {
+    let rest = ws_url
+        .strip_prefix("ws://")
+        .with_context(|| format!("not a ws:// URL: {ws_url}"))?;
+    let authority = rest.split(['/', '?']).next().unwrap_or(rest);
+    Ok(format!("http://{authority}"))
 }
 
 /// The highest id in a log, given `first_after(s)`: the first id above `s`
@@ -268,7 +346,7 @@ impl Instances {
         for i in 0..count {
             let name = format!("{prefix}-{i}");
             self.admin
-                .create_simulator(&name, rate, seed + i as u64)
+                .create_simulator(&name, rate, seed + i as u64, i)
                 .await?;
             self.names.push(name);
         }
@@ -277,7 +355,7 @@ impl Instances {
 
     /// Creates one simulator named `name` at `rate`.
     pub async fn create_named(&mut self, name: &str, rate: f64, seed: u64) -> anyhow::Result<()> {
-        self.admin.create_simulator(name, rate, seed).await?;
+        self.admin.create_simulator(name, rate, seed, 0).await?;
         self.names.push(name.to_owned());
         Ok(())
     }

@@ -109,6 +109,20 @@ pub struct ProcSample {
     pub rss_kib: u64,
 }
 
+impl ProcSample {
+    /// Several processes read together (a cluster's nodes) as one: CPU
+    /// time and RSS added up, at the time of the last reading. None when
+    /// there are none.
+    pub fn sum(samples: &[ProcSample]) -> Option<ProcSample> {
+        let last = samples.last()?;
+        Some(ProcSample {
+            at: last.at,
+            cpu_us: samples.iter().map(|s| s.cpu_us).sum(),
+            rss_kib: samples.iter().map(|s| s.rss_kib).sum(),
+        })
+    }
+}
+
 /// Reads `/proc/<pid>/stat` and `/proc/<pid>/status` (`pid` 0: this process).
 pub fn sample(pid: i32) -> anyhow::Result<ProcSample> {
     let dir = if pid == 0 {
@@ -201,6 +215,17 @@ impl Usage {
             rss_start_kib: start.rss_kib,
             rss_end_kib: end.rss_kib,
         }
+    }
+
+    /// Several processes over the same window as one: CPU time, cores and
+    /// RSS added up. None when there are none.
+    pub fn sum(each: &[Usage]) -> Option<Usage> {
+        (!each.is_empty()).then(|| Usage {
+            cpu_us: each.iter().map(|u| u.cpu_us).sum(),
+            cores: each.iter().map(|u| u.cores).sum(),
+            rss_start_kib: each.iter().map(|u| u.rss_start_kib).sum(),
+            rss_end_kib: each.iter().map(|u| u.rss_end_kib).sum(),
+        })
     }
 
     /// CPU µs per unit of work (delivery, committed event).
@@ -394,5 +419,25 @@ mod tests {
         assert!((usage.cores - 0.5).abs() < 1e-9);
         assert_eq!(usage.cpu_us_per(100_000), Some(10.0));
         assert_eq!(usage.cpu_us_per(0), None);
+    }
+
+    #[test]
+    fn several_processes_add_up() {
+        let start = Instant::now();
+        let at = |s: u64, cpu_us, rss_kib| ProcSample {
+            at: start + Duration::from_secs(s),
+            cpu_us,
+            rss_kib,
+        };
+        let node_a = Usage::between(&at(0, 0, 100), &at(2, 1_000_000, 100));
+        let node_b = Usage::between(&at(0, 500_000, 50), &at(2, 1_500_000, 70));
+        let both = Usage::sum(&[node_a, node_b]).unwrap();
+        assert_eq!(both.cpu_us, 2_000_000);
+        assert!((both.cores - 1.0).abs() < 1e-9);
+        assert_eq!((both.rss_start_kib, both.rss_end_kib), (150, 170));
+        assert!(Usage::sum(&[]).is_none());
+        let read = ProcSample::sum(&[at(0, 10, 1), at(1, 20, 2)]).unwrap();
+        assert_eq!((read.cpu_us, read.rss_kib), (30, 3));
+        assert!(ProcSample::sum(&[]).is_none());
     }
 }

@@ -150,7 +150,7 @@ async fn replay(
     // 3. The connection must go on live after the replay.
     let mut live = false;
     if reached.is_some() {
-        admin.create_simulator(MARK, 0.0, 1).await?;
+        admin.create_simulator(MARK, 0.0, 1, 0).await?;
         admin.delete(MARK).await?;
         let deadline = Instant::now() + LIVE_WAIT;
         while Instant::now() < deadline {
@@ -281,6 +281,7 @@ async fn replay(
         untimed: 0,
         errors: errors.clone(),
         server,
+        server_each: Vec::new(),
         client,
         others_cores,
         committed: None,

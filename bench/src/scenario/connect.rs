@@ -24,14 +24,14 @@ pub async fn run(ctx: &Ctx, args: &ConnectArgs) -> anyhow::Result<Report> {
         ctx.common.smoke,
         ctx.command.clone(),
     );
-    report.setting("url", &ctx.common.url);
+    report.setting("url", ctx.subscribe_url());
     report.setting("connections", connections);
     report.setting("duration_s", duration);
     ctx.prepare_server_for(connections, &mut report);
 
     let url = match &ctx.common.key {
-        Some(key) => with_query(&ctx.common.url, &[("apikey", key)]),
-        None => ctx.common.url.clone(),
+        Some(key) => with_query(ctx.subscribe_url(), &[("apikey", key)]),
+        None => ctx.subscribe_url().to_string(),
     };
     let stats = ctx.stats();
     let pool = Pool::open(ctx.client_config(url, connections)?, stats.clone()).await?;

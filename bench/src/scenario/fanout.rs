@@ -58,6 +58,7 @@ pub async fn run(ctx: &Ctx, args: &FanoutArgs) -> anyhow::Result<Report> {
     instances
         .create(PREFIX, instances_per_step, 0.0, ctx.common.seed)
         .await?;
+    ctx.wait_subscribable(&url).await?;
     let pool = Pool::open(ctx.client_config(url, subscribers)?, stats.clone()).await?;
     let connect = pool.connect.clone();
 

@@ -41,7 +41,7 @@ pub async fn run(ctx: &Ctx, args: &IdleArgs) -> anyhow::Result<Report> {
             Some(ctx.admin()?),
             ctx.switchboard_url(&[("instances", QUIET), ("events", "location")])?,
         ),
-        None => (None, ctx.common.url.clone()),
+        None => (None, ctx.subscribe_url().to_string()),
     };
     let mut quiet = None;
     if let Some(admin) = &admin {
@@ -53,6 +53,9 @@ pub async fn run(ctx: &Ctx, args: &IdleArgs) -> anyhow::Result<Report> {
     let server_before = ctx.sample_server();
     let client_before = system::sample(0).ok();
     let stats = ctx.stats();
+    if quiet.is_some() {
+        ctx.wait_subscribable(&url).await?;
+    }
     let mut pool = Pool::open(ctx.client_config(url, connections)?, stats.clone()).await?;
     let connect = pool.connect.clone();
     let after_connect = stats.snapshot();

@@ -3,6 +3,7 @@
 //! window ([`measure`]) that samples the client's counters, the server's
 //! CPU and RSS and its metrics at the start and the end.
 
+pub mod accept;
 pub mod catchup;
 pub mod connect;
 pub mod fanout;
@@ -29,8 +30,9 @@ use crate::{
 /// What every scenario runs with.
 pub struct Ctx {
     pub common: Common,
-    /// The server's pid, when known (given or spawned).
-    pub server_pid: Option<i32>,
+    /// The server's pids, when known (given or spawned): one, or the
+    /// nodes of a cluster.
+    pub server_pids: Vec<i32>,
     /// The command line as typed, for the report.
     pub command: String,
     /// This process's open-files limit after raising it.
@@ -41,16 +43,30 @@ pub struct Ctx {
 /// /proc reads, the runtime).
 const SPARE_FILES: u64 = 256;
 
+/// How long another node may take to learn of the instances a filter names.
+const SUBSCRIBABLE_WAIT: Duration = Duration::from_secs(30);
+
 impl Ctx {
     /// `small` in smoke mode, `full` otherwise, unless `given`.
     pub fn pick<T>(&self, given: Option<T>, small: T, full: T) -> T {
         given.unwrap_or(if self.common.smoke { small } else { full })
     }
 
-    /// The admin API (switchboard scenarios need the admin key).
+    /// The admin API (switchboard scenarios need the admin key), with the
+    /// nodes to pin instances to and the peers whose metrics add up.
     pub fn admin(&self) -> anyhow::Result<Admin> {
         let key = self.key()?;
-        Admin::for_ws_url(&self.common.url, key)
+        Admin::for_ws_url(&self.common.url, key)?
+            .pinning(&self.common.pin_node)
+            .with_peers(&self.common.peer_url)
+    }
+
+    /// Where subscribers connect: `--subscribe-url`, else `--url`.
+    pub fn subscribe_url(&self) -> &str {
+        self.common
+            .subscribe_url
+            .as_deref()
+            .unwrap_or(&self.common.url)
     }
 
     fn key(&self) -> anyhow::Result<&str> {
@@ -64,7 +80,32 @@ impl Ctx {
     pub fn switchboard_url(&self, params: &[(&str, &str)]) -> anyhow::Result<String> {
         let mut all = vec![("apikey", self.key()?)];
         all.extend_from_slice(params);
-        Ok(with_query(&self.common.url, &all))
+        Ok(with_query(self.subscribe_url(), &all))
+    }
+
+    /// With `--subscribe-url`, waits (up to 30 s) until a WebSocket with
+    /// `url`'s filter is accepted there: another node of a cluster learns
+    /// of an instance created through `--url` from the log a moment later,
+    /// and until then completes the handshake but answers with an error
+    /// frame and a close (1008 `NOT_FOUND`). Accepted means a ping sent
+    /// right after the handshake gets its pong.
+    pub async fn wait_subscribable(&self, url: &str) -> anyhow::Result<()> {
+        if self.common.subscribe_url.is_none() {
+            return Ok(());
+        }
+        let deadline = tokio::time::Instant::now() + SUBSCRIBABLE_WAIT;
+        loop {
+            let refusal = match probe(url).await {
+                Ok(()) => return Ok(()),
+                Err(refusal) => refusal,
+            };
+            if tokio::time::Instant::now() >= deadline {
+                anyhow::bail!(
+                    "the subscribe URL still refused the filter after {SUBSCRIBABLE_WAIT:?}: {refusal:#}"
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// A client configuration with the shared connect and format options.
@@ -112,29 +153,71 @@ impl Ctx {
     /// open-files limit when its pid is known, warns otherwise.
     pub fn prepare_server_for(&self, connections: usize, report: &mut Report) {
         let wanted = connections as u64 + 4096;
-        match self.server_pid {
-            Some(pid) => match system::raise_nofile_of(pid, wanted) {
+        for &pid in &self.server_pids {
+            match system::raise_nofile_of(pid, wanted) {
                 Ok(limit) => report.setting("server open-files limit", limit),
                 Err(err) => {
                     report.note(format!(
-                        "could not raise the server's open-files limit to {wanted}: {err:#}; it may refuse connections beyond its limit"
+                        "could not raise the open-files limit of server pid {pid} to {wanted}: {err:#}; it may refuse connections beyond its limit"
                     ));
                     if let Ok(limit) = system::nofile_of(pid) {
                         report.setting("server open-files limit", limit);
                     }
                 }
-            },
-            None if connections > 10_000 => report.note(
+            }
+        }
+        if self.server_pids.is_empty() && connections > 10_000 {
+            report.note(
                 "the server's pid is unknown (no --server-pid/--spawn): make sure its open-files limit exceeds the connections",
-            ),
-            None => {}
+            );
         }
     }
 
-    /// A reading of the server process, when its pid is known.
+    /// A reading of the server processes added up (CPU time, RSS), when
+    /// their pids are known and every one could be read.
     pub fn sample_server(&self) -> Option<system::ProcSample> {
-        self.server_pid.and_then(|pid| system::sample(pid).ok())
+        system::ProcSample::sum(&self.sample_each_server()?)
     }
+
+    /// One reading per server process, in `--server-pid` order.
+    fn sample_each_server(&self) -> Option<Vec<system::ProcSample>> {
+        self.server_pids
+            .iter()
+            .map(|pid| system::sample(*pid).ok())
+            .collect()
+    }
+}
+
+/// One WebSocket to `url`: Ok when a ping is answered with a pong, an error
+/// when the server sends an error frame or closes first (or nothing comes
+/// within 5 s).
+async fn probe(url: &str) -> anyhow::Result<()> {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await?;
+    let answer = tokio::time::timeout(Duration::from_secs(5), async {
+        ws.send(Message::text(r#"{"type":"ping"}"#)).await?;
+        while let Some(frame) = ws.next().await {
+            match frame? {
+                Message::Text(text) => {
+                    let value: serde_json::Value =
+                        serde_json::from_str(text.as_str()).unwrap_or_default();
+                    match value["type"].as_str() {
+                        Some("pong") => return Ok(()),
+                        Some("error") => anyhow::bail!("refused: {text}"),
+                        _ => {}
+                    }
+                }
+                Message::Close(close) => anyhow::bail!("closed: {close:?}"),
+                _ => {}
+            }
+        }
+        anyhow::bail!("the connection ended without a pong")
+    })
+    .await;
+    let _ = ws.close(None).await;
+    answer.unwrap_or_else(|_| Err(anyhow::anyhow!("no pong within 5 s")))
 }
 
 /// What one measurement window saw.
@@ -149,8 +232,13 @@ pub struct Window {
     /// Events whose timestamp could not be read (not in the latencies).
     pub untimed: u64,
     pub errors: ErrorCounts,
-    /// The server process over the window, when its pid is known.
+    /// The server process over the window, when its pid is known (the
+    /// processes added up, when there are several).
     pub server: Option<Usage>,
+    /// Each server process over the window, in `--server-pid` order, when
+    /// there are several (the nodes of a cluster).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub server_each: Vec<Usage>,
     /// This tool over the window (to see whether the client was the limit).
     pub client: Option<Usage>,
     /// Cores busy with other processes on the machine during the window
@@ -209,7 +297,7 @@ pub async fn measure(
         Some(admin) => Some(admin.metrics().await?),
         None => None,
     };
-    let server_start = ctx.sample_server();
+    let server_start = ctx.sample_each_server();
     let client_start = system::sample(0).ok();
     let machine_start = system::machine_busy_us();
     stats.take_latencies();
@@ -217,7 +305,7 @@ pub async fn measure(
     tokio::time::sleep(duration).await;
     let end = stats.snapshot();
     let latencies = stats.take_latencies();
-    let server_end = ctx.sample_server();
+    let server_end = ctx.sample_each_server();
     let client_end = system::sample(0).ok();
     let machine_end = system::machine_busy_us();
     let metrics_end = match admin {
@@ -231,9 +319,16 @@ pub async fn measure(
         _ => None,
     };
     let committed = both(metrics_start, metrics_end, |m| m.committed);
-    let server = server_start
+    let server_each: Vec<Usage> = server_start
         .zip(server_end)
-        .map(|(a, b)| Usage::between(&a, &b));
+        .map(|(a, b)| {
+            a.iter()
+                .zip(&b)
+                .map(|(a, b)| Usage::between(a, b))
+                .collect()
+        })
+        .unwrap_or_default();
+    let server = Usage::sum(&server_each);
     let client = client_start
         .zip(client_end)
         .map(|(a, b)| Usage::between(&a, &b));
@@ -254,6 +349,11 @@ pub async fn measure(
         untimed: end.untimed - start.untimed,
         errors: end.errors_since(&start),
         server,
+        server_each: if server_each.len() > 1 {
+            server_each
+        } else {
+            Vec::new()
+        },
         client,
         others_cores,
         committed,

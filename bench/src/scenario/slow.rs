@@ -56,6 +56,7 @@ pub async fn run(ctx: &Ctx, args: &SlowArgs) -> anyhow::Result<Report> {
     instances
         .create(PREFIX, n, rate / n as f64, ctx.common.seed)
         .await?;
+    ctx.wait_subscribable(&config.url).await?;
     let pool = Pool::open(config, stats.clone()).await?;
     let connect = pool.connect.clone();
     let outcome: anyhow::Result<(Window, Window, f64, u64)> = async {

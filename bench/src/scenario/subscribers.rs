@@ -43,6 +43,7 @@ pub async fn run(ctx: &Ctx, args: &SubscribersArgs) -> anyhow::Result<Report> {
     instances
         .create(PREFIX, n, rate / n as f64, ctx.common.seed)
         .await?;
+    ctx.wait_subscribable(&url).await?;
     let pool = Pool::open(ctx.client_config(url, subscribers)?, stats.clone()).await?;
     let connect = pool.connect.clone();
     let outcome = async {
