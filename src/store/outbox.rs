@@ -66,6 +66,8 @@ impl std::fmt::Display for Held {
 
 /// The rows a claim may take: waiting, due, not expired.
 const WAITING: &str = "instance = $1 AND status = 'queued' AND claimed_us IS NULL";
+/// What a picked row must still be when the claim updates it.
+const STILL_WAITING: &str = "status = 'queued' AND claimed_us IS NULL";
 
 impl Store {
     /// Claims up to `limit` of the instance's waiting messages that are due
@@ -99,15 +101,33 @@ impl Store {
         }
         // The pick is a materialized CTE: as a plain `IN (subquery)`,
         // PostgreSQL may run the subquery more than once and claim more
-        // than `LIMIT` rows.
+        // than `LIMIT` rows. It takes the best of two picks, so its cost
+        // stays flat however long the queue (see examples/pick_cost.rs):
+        // texts without a `sendAt` come in order straight off their
+        // partial index, and scheduled ones are found by their time, so a
+        // million texts scheduled for later are never walked to find the
+        // few due now. The update finds the picked rows by id and checks
+        // only that they still wait: with the instance in its WHERE too,
+        // SQLite walked the instance's whole queue on the queue's index
+        // instead of looking the ids up. A row's instance never changes
+        // under a claim of its own instance (only a pool's rows move to a
+        // member, and those are not picked here).
+        let lock = tx.dialect().skip_locked();
+        let branch = |due: &str| {
+            format!(
+                "(SELECT id, priority, created_us FROM outbox WHERE {WAITING} AND {due} \
+                 AND (valid_until_us IS NULL OR valid_until_us > $2) \
+                 ORDER BY priority DESC, created_us, id LIMIT $3{lock})"
+            )
+        };
         let sql = format!(
             "WITH picked AS MATERIALIZED ( \
-               SELECT id FROM outbox WHERE {WAITING} AND send_at_us <= $2 \
-               AND (valid_until_us IS NULL OR valid_until_us > $2) \
-               ORDER BY priority DESC, created_us, id LIMIT $3{}) \
+               SELECT id FROM (SELECT * FROM {} AS unscheduled UNION ALL SELECT * FROM {} AS scheduled) \
+               AS candidates ORDER BY priority DESC, created_us, id LIMIT $3) \
              UPDATE outbox SET claimed_us = $2, updated_us = $2 \
-             WHERE id IN (SELECT id FROM picked) AND {WAITING} RETURNING {OUTBOX_COLUMNS}",
-            tx.dialect().skip_locked()
+             WHERE id IN (SELECT id FROM picked) AND {STILL_WAITING} RETURNING {OUTBOX_COLUMNS}",
+            branch("send_at_us = 0"),
+            branch("send_at_us > 0 AND send_at_us <= $2"),
         );
         let rows = tx
             .fetch_all(

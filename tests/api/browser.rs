@@ -332,6 +332,11 @@ async fn seen(browser: &mut Browser) -> Vec<(i64, String)> {
         .collect()
 }
 
+/// How long the page gets to show what the server sent. Generous: on a
+/// loaded machine the instance's driver may start seconds late (its lease
+/// first), and each wait ends as soon as the page shows it.
+const PAGE_WAIT: Duration = Duration::from_secs(60);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_browser_event_source_gets_every_event_and_resumes_after_a_server_restart() {
     let db = TestDb::new(Backend::Postgres).await;
@@ -360,15 +365,13 @@ async fn a_browser_event_source_gets_every_event_and_resumes_after_a_server_rest
     // The outgoing message, its three delivery states, and the echo reply.
     app.send_text("web", "+15550001111", "hello browser").await;
     browser
-        .wait_page("window.seen.length >= 5", Duration::from_secs(20))
+        .wait_page("window.seen.length >= 5", PAGE_WAIT)
         .await;
 
     // The server goes away; the browser notices and retries by itself.
     let port = app.port;
     app.stop().await;
-    browser
-        .wait_page("window.errors >= 1", Duration::from_secs(20))
-        .await;
+    browser.wait_page("window.errors >= 1", PAGE_WAIT).await;
     settings.http.port = port;
     let app = TestApp::spawn_with(settings).await;
     app.send_text("web", "+15550001111", "while you were away")
@@ -377,7 +380,7 @@ async fn a_browser_event_source_gets_every_event_and_resumes_after_a_server_rest
         .wait_page("window.opens === 2", Duration::from_secs(30))
         .await;
     browser
-        .wait_page("window.seen.length >= 10", Duration::from_secs(20))
+        .wait_page("window.seen.length >= 10", PAGE_WAIT)
         .await;
     let read_log = async || -> Vec<(i64, String)> {
         app.read_log("&events=message,delivery&instance=web")
@@ -398,7 +401,7 @@ async fn a_browser_event_source_gets_every_event_and_resumes_after_a_server_rest
     // five events must follow the ten directly, with nothing in between.
     app.send_text("web", "+15550001111", "the end").await;
     browser
-        .wait_page("window.seen.length >= 15", Duration::from_secs(20))
+        .wait_page("window.seen.length >= 15", PAGE_WAIT)
         .await;
     let with_marker = read_log().await;
     assert_eq!(
