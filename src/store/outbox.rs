@@ -20,7 +20,7 @@
 use chrono::{DateTime, Utc};
 
 use super::{
-    db::{Stmt, Tx},
+    db::{Dialect, Stmt, Tx},
     pool_claim,
     rows::{from_micros, outbox_from_row, to_micros, OUTBOX_COLUMNS},
     OutboxRow, Store, StoreError,
@@ -64,10 +64,41 @@ impl std::fmt::Display for Held {
     }
 }
 
-/// The rows a claim may take: waiting, due, not expired.
-const WAITING: &str = "instance = $1 AND status = 'queued' AND claimed_us IS NULL";
 /// What a picked row must still be when the claim updates it.
 const STILL_WAITING: &str = "status = 'queued' AND claimed_us IS NULL";
+
+/// The ids of the waiting texts of `$1` due at `$2` and not expired, best
+/// first, at most `$3` (each row locked with `lock`, if any).
+///
+/// Its cost stays flat however long the queue (examples/pick_cost.rs): it
+/// takes the best of two partial indexes (migration 0010), texts without a
+/// `sendAt` straight off theirs in send order, and scheduled ones by their
+/// time, so a million texts scheduled for later are never walked to find
+/// the few due now. The indexes hold waiting rows only and key on the
+/// order itself: PostgreSQL does not read an index in order past an
+/// `IS NULL` column, so `claimed_us` is in their condition, not their key.
+pub(super) fn due_ids(dialect: Dialect, lock: &str) -> String {
+    // Without statistics SQLite prefers the wider `outbox_next` and walks
+    // it past every scheduled row; it is told which index holds the order.
+    let unscheduled = match dialect {
+        Dialect::Sqlite => "INDEXED BY outbox_next_unscheduled",
+        Dialect::Postgres => "",
+    };
+    let branch = |index: &str, due: &str| {
+        format!(
+            "(SELECT id, priority, created_us FROM outbox {index} WHERE instance = $1 \
+             AND status = 'queued' AND claimed_us IS NULL AND {due} \
+             AND (valid_until_us IS NULL OR valid_until_us > $2) \
+             ORDER BY priority DESC, created_us, id LIMIT $3{lock})"
+        )
+    };
+    format!(
+        "SELECT id FROM (SELECT * FROM {} AS unscheduled UNION ALL SELECT * FROM {} AS scheduled) \
+         AS candidates ORDER BY priority DESC, created_us, id LIMIT $3",
+        branch(unscheduled, "send_at_us = 0"),
+        branch("", "send_at_us > 0 AND send_at_us <= $2"),
+    )
+}
 
 impl Store {
     /// Claims up to `limit` of the instance's waiting messages that are due
@@ -101,33 +132,17 @@ impl Store {
         }
         // The pick is a materialized CTE: as a plain `IN (subquery)`,
         // PostgreSQL may run the subquery more than once and claim more
-        // than `LIMIT` rows. It takes the best of two picks, so its cost
-        // stays flat however long the queue (see examples/pick_cost.rs):
-        // texts without a `sendAt` come in order straight off their
-        // partial index, and scheduled ones are found by their time, so a
-        // million texts scheduled for later are never walked to find the
-        // few due now. The update finds the picked rows by id and checks
-        // only that they still wait: with the instance in its WHERE too,
-        // SQLite walked the instance's whole queue on the queue's index
-        // instead of looking the ids up. A row's instance never changes
-        // under a claim of its own instance (only a pool's rows move to a
-        // member, and those are not picked here).
-        let lock = tx.dialect().skip_locked();
-        let branch = |due: &str| {
-            format!(
-                "(SELECT id, priority, created_us FROM outbox WHERE {WAITING} AND {due} \
-                 AND (valid_until_us IS NULL OR valid_until_us > $2) \
-                 ORDER BY priority DESC, created_us, id LIMIT $3{lock})"
-            )
-        };
+        // than `LIMIT` rows. The update finds the picked rows by id and
+        // checks only that they still wait: with the instance in its WHERE
+        // too, SQLite walked the instance's whole queue on the queue's
+        // index instead of looking the ids up. A row's instance never
+        // changes under a claim of its own instance (only a pool's rows
+        // move to a member, and those are not picked here).
         let sql = format!(
-            "WITH picked AS MATERIALIZED ( \
-               SELECT id FROM (SELECT * FROM {} AS unscheduled UNION ALL SELECT * FROM {} AS scheduled) \
-               AS candidates ORDER BY priority DESC, created_us, id LIMIT $3) \
+            "WITH picked AS MATERIALIZED ({}) \
              UPDATE outbox SET claimed_us = $2, updated_us = $2 \
              WHERE id IN (SELECT id FROM picked) AND {STILL_WAITING} RETURNING {OUTBOX_COLUMNS}",
-            branch("send_at_us = 0"),
-            branch("send_at_us > 0 AND send_at_us <= $2"),
+            due_ids(tx.dialect(), tx.dialect().skip_locked())
         );
         let rows = tx
             .fetch_all(

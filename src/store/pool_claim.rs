@@ -37,7 +37,7 @@ use chrono::{DateTime, Utc};
 
 use super::{
     db::{Stmt, Tx},
-    outbox::{allowance, count_taken, Held, MinuteOf},
+    outbox::{allowance, count_taken, due_ids, Held, MinuteOf},
     pools::{healthy_sql, member_of, pool_from_row, PoolTuple},
     rows::{outbox_from_row, to_micros, OutboxTuple, OUTBOX_COLUMNS},
     OutboxRow, StoreError,
@@ -98,11 +98,12 @@ pub(super) async fn claim(
         };
         let candidates: Vec<OutboxTuple> = tx
             .fetch_all(
+                // A pool's waiting rows are those filed under its name
+                // (no instance can have it), picked like an instance's.
                 Stmt::new(format!(
-                    "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE instance = $1 AND pool = $1 \
-                     AND status = 'queued' AND claimed_us IS NULL AND send_at_us <= $2 \
-                     AND (valid_until_us IS NULL OR valid_until_us > $2) \
-                     ORDER BY priority DESC, created_us, id LIMIT $3"
+                    "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE id IN ({}) \
+                     ORDER BY priority DESC, created_us, id",
+                    due_ids(dialect, "")
                 ))
                 .bind(name)
                 .bind(to_micros(now))
