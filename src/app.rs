@@ -71,7 +71,14 @@ impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
         install_crypto_provider();
         let settings = Arc::new(settings);
-        // The port first: a server that cannot serve must not start modem
+        // The secrets before the port: once the port takes connections a
+        // script may read `admin.key` (the README does), so it must be
+        // written by then.
+        let (admin_key, admin_key_generated) =
+            load_or_create_admin_key(settings.auth.api_key.as_ref(), &settings.data_dir)?;
+        let jwt_secret =
+            load_or_create_jwt_secret(settings.auth.jwt_secret.as_ref(), &settings.data_dir)?;
+        // Then the port: a server that cannot serve must not start modem
         // actors or commit anything before it fails.
         let listener = bind(&settings)?;
         let data_dir_lock = match &settings.database.url {
@@ -84,12 +91,7 @@ impl Application {
             settings.database.max_connections,
         )
         .await?;
-        let (admin_key, admin_key_generated) =
-            load_or_create_admin_key(settings.auth.api_key.as_ref(), &settings.data_dir)?;
-        let tokens = Arc::new(Tokens::new(&load_or_create_jwt_secret(
-            settings.auth.jwt_secret.as_ref(),
-            &settings.data_dir,
-        )?));
+        let tokens = Arc::new(Tokens::new(&jwt_secret));
         let hub = Hub::new(settings.limits.connection_queue_bytes);
         hub.start_at(store.head().await.context("while reading the log head")?);
 
