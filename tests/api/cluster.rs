@@ -579,11 +579,22 @@ async fn a_pinned_instance_stays_on_its_node_and_is_closed_while_that_node_is_do
         .count();
     assert_eq!(reports, 1, "{log:?}");
     assert_eq!(a.owner("serialbank").await, None);
-    let listed = a
-        .get_json("/instance/fetchInstances?instanceName=serialbank")
-        .await;
-    assert_eq!(listed[0]["instance"]["status"], json!("close"), "{listed}");
-    assert_eq!(listed[0]["instance"]["owner"], Value::Null, "{listed}");
+    // fetchInstances says who drives it as of node a's last renew, so it
+    // may name node-b until node a renews once more.
+    wait_for(
+        "node a to list it closed and driven by nobody",
+        LONG,
+        async || {
+            let listed = a
+                .get_json("/instance/fetchInstances?instanceName=serialbank")
+                .await;
+            (listed[0]["instance"]["status"] == json!("close")
+                && listed[0]["instance"]["owner"] == Value::Null)
+                .then_some(())
+                .ok_or(format!("{listed}"))
+        },
+    )
+    .await;
 
     // Back on its node once the node is back.
     let config = b.process.config.clone();
