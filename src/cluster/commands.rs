@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use super::{Cluster, WEBHOOK_KEY};
 use crate::{
     domain::InstanceName,
-    store::{StoreError, TakenCommand, MAX_WAITING_COMMANDS},
+    store::{CommandProgress, StoreError, TakenCommand, MAX_WAITING_COMMANDS},
 };
 
 /// How long a lifecycle call on a node that does not drive the instance
@@ -138,19 +138,28 @@ impl Cluster {
             }));
         };
         let id = self.leave_command(name, kind, None).await?;
-        let deadline = Instant::now() + FORWARD_WAIT;
+        let progress = self
+            .follow(id, FORWARD_WAIT, |p| p.taken_by.is_some())
+            .await?;
+        Ok(Some(Forwarded {
+            taken: progress.taken_by.is_some(),
+            owner: Some(progress.taken_by.unwrap_or(owner)),
+        }))
+    }
+
+    /// Reads a command's row until `done` holds or `wait` is over; the
+    /// last progress read.
+    async fn follow(
+        &self,
+        id: i64,
+        wait: Duration,
+        done: impl Fn(&CommandProgress) -> bool,
+    ) -> Result<CommandProgress, StoreError> {
+        let deadline = Instant::now() + wait;
         loop {
-            if let Some(node) = self.store.command_progress(id).await?.taken_by {
-                return Ok(Some(Forwarded {
-                    owner: Some(node),
-                    taken: true,
-                }));
-            }
-            if Instant::now() >= deadline {
-                return Ok(Some(Forwarded {
-                    owner: Some(owner),
-                    taken: false,
-                }));
+            let progress = self.store.command_progress(id).await?;
+            if done(&progress) || Instant::now() >= deadline {
+                return Ok(progress);
             }
             // pacing: how often to look again.
             tokio::time::sleep(FORWARD_POLL).await;
@@ -173,30 +182,21 @@ impl Cluster {
             return Ok(Asked::Here);
         };
         let id = self.leave_command(name, kind, Some(&args)).await?;
-        let deadline = Instant::now() + wait;
-        loop {
-            let progress = self.store.command_progress(id).await?;
-            if let Some(answer) = progress.answer {
-                let answer = serde_json::from_str::<Result<Value, RemoteError>>(&answer)
-                    .unwrap_or_else(|e| {
-                        Err(RemoteError {
-                            kind: "unavailable".into(),
-                            message: format!(
-                                "node {owner} answered what this node cannot read: {e}"
-                            ),
-                        })
-                    });
-                return Ok(Asked::Answered(answer));
-            }
-            if Instant::now() >= deadline {
-                return Ok(Asked::Unanswered(Forwarded {
-                    owner: Some(progress.taken_by.unwrap_or(owner)),
-                    taken: false,
-                }));
-            }
-            // pacing: how often to look again.
-            tokio::time::sleep(FORWARD_POLL).await;
-        }
+        let progress = self.follow(id, wait, |p| p.answer.is_some()).await?;
+        let Some(answer) = progress.answer else {
+            return Ok(Asked::Unanswered(Forwarded {
+                owner: Some(progress.taken_by.unwrap_or(owner)),
+                taken: false,
+            }));
+        };
+        let answer =
+            serde_json::from_str::<Result<Value, RemoteError>>(&answer).unwrap_or_else(|e| {
+                Err(RemoteError {
+                    kind: "unavailable".into(),
+                    message: format!("node {owner} answered what this node cannot read: {e}"),
+                })
+            });
+        Ok(Asked::Answered(answer))
     }
 
     /// Runs the commands other nodes left for the instances this node

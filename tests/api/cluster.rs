@@ -697,15 +697,8 @@ async fn a_rolling_restart_of_every_node_loses_and_repeats_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lifecycle_commands_through_any_node_reach_the_owner() {
     let db = TestDb::new(Backend::Postgres).await;
-    let a = Node::start(&db, "node-a").await;
-    let b = Node::start(&db, "node-b").await;
-    a.create_instance("alpha", quick_simulator(), None).await;
-    let owner = driven(&a, "alpha", 0).await;
+    let (a, b, owner) = two_nodes_one_driving_alpha(&db).await;
     let other = if owner == a.name { &b } else { &a };
-    wait_for("the other node to know the instance", LONG, async || {
-        other.knows("alpha").await
-    })
-    .await;
     let state = async |node: &Node| {
         node.get_json("/instance/connectionState/alpha").await["instance"]["state"]
             .as_str()
@@ -751,15 +744,8 @@ async fn lifecycle_commands_through_any_node_reach_the_owner() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ussd_and_call_reject_through_any_node_are_answered_by_the_owners_driver() {
     let db = TestDb::new(Backend::Postgres).await;
-    let a = Node::start(&db, "node-a").await;
-    let b = Node::start(&db, "node-b").await;
-    a.create_instance("alpha", quick_simulator(), None).await;
-    let owner = driven(&a, "alpha", 0).await;
+    let (a, b, owner) = two_nodes_one_driving_alpha(&db).await;
     let other = if owner == a.name { &b } else { &a };
-    wait_for("the other node to know the instance", LONG, async || {
-        other.knows("alpha").await
-    })
-    .await;
     let call = async |node: &Node, method: Method, path: &str, body: Value| {
         let response = node
             .request(method, path)
@@ -812,6 +798,22 @@ async fn ussd_and_call_reject_through_any_node_are_answered_by_the_owners_driver
     assert_eq!(status, 400, "{body}");
 }
 
+/// Two nodes, an instance `alpha` driven by one of them (named by the
+/// third value) and known to both.
+async fn two_nodes_one_driving_alpha(db: &TestDb) -> (Node, Node, String) {
+    let a = Node::start(db, "node-a").await;
+    let b = Node::start(db, "node-b").await;
+    a.create_instance("alpha", quick_simulator(), None).await;
+    let owner = driven(&a, "alpha", 0).await;
+    let other = if owner == a.name { &b } else { &a };
+    wait_for("the other node to know the instance", LONG, async || {
+        other.knows("alpha").await
+    })
+    .await;
+    (a, b, owner)
+}
+
+/// The one of two nodes with this name.
 fn a_or_b<'n>(a: &'n Node, b: &'n Node, name: &str) -> &'n Node {
     if a.name == name {
         a

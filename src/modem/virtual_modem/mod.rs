@@ -260,15 +260,8 @@ impl Network<'_> {
             .claimed_messages(&ctx.instance, MAX_IN_FLIGHT as i64)
             .await?;
         for message in claimed {
-            if self.in_flight.insert(message.id.clone()) {
-                self.schedule(
-                    Duration::from_millis(self.config.sent_delay_ms),
-                    Step::Sent,
-                    message.id,
-                    message.recipient,
-                    message.body,
-                    message.pool,
-                );
+            if !self.in_flight.contains(&message.id) {
+                self.send_later(message);
             }
         }
         Ok(())
@@ -304,15 +297,7 @@ impl Network<'_> {
             let taken = claim.messages.len();
             room -= taken.min(room);
             for message in claim.messages {
-                self.in_flight.insert(message.id.clone());
-                self.schedule(
-                    Duration::from_millis(self.config.sent_delay_ms),
-                    Step::Sent,
-                    message.id,
-                    message.recipient,
-                    message.body,
-                    message.pool,
-                );
+                self.send_later(message);
             }
             if taken == 0 || ctx.paused_until().is_some() {
                 break;
@@ -339,6 +324,20 @@ impl Network<'_> {
             self.outbox_next = Some(self.outbox_next.map_or(until, |next| next.min(until)));
         }
         Ok(())
+    }
+
+    /// Takes a claimed message in flight: its `sent` step comes after
+    /// the configured delay.
+    fn send_later(&mut self, message: crate::store::OutboxRow) {
+        self.in_flight.insert(message.id.clone());
+        self.schedule(
+            Duration::from_millis(self.config.sent_delay_ms),
+            Step::Sent,
+            message.id,
+            message.recipient,
+            message.body,
+            message.pool,
+        );
     }
 
     fn schedule(
