@@ -47,6 +47,10 @@ pub struct Application {
     /// Stops the writer, after the actors are done appending.
     writer_stop: CancellationToken,
     actors: TaskTracker,
+    /// Ends the cluster's lease loop, after the actors stopped: their
+    /// leases are renewed while they finish.
+    leases_stop: CancellationToken,
+    leases: TaskTracker,
     writer: TaskTracker,
     admin_key: SecretString,
     admin_key_generated: bool,
@@ -99,6 +103,8 @@ impl Application {
         let writer_stop = CancellationToken::new();
         let writer = TaskTracker::new();
         let actors = TaskTracker::new();
+        let leases_stop = CancellationToken::new();
+        let leases = TaskTracker::new();
         // In a cluster the hub is fed through the tailer, which also reads
         // what the other nodes commit; a single node's writer feeds it.
         let clustered = store.clustered();
@@ -174,7 +180,7 @@ impl Application {
                     Duration::from_millis(settings.cluster.poll_ms),
                     shutdown.clone(),
                 ));
-                actors.spawn(cluster.clone().run(shutdown.clone()));
+                leases.spawn(cluster.clone().run(shutdown.clone(), leases_stop.clone()));
                 actors.spawn(cluster.clone().run_commands(shutdown.clone()));
                 tracing::info!(node = cluster.node(), "cluster node started");
                 Some(cluster)
@@ -306,6 +312,8 @@ impl Application {
             shutdown,
             writer_stop,
             actors,
+            leases_stop,
+            leases,
             writer,
             admin_key,
             admin_key_generated,
@@ -371,15 +379,23 @@ impl Application {
         server_handle.stop(true).await;
         let _ = server.await;
         self.actors.close();
-        if tokio::time::timeout(STAGE_TIMEOUT, self.actors.wait())
+        let actors_stopped = tokio::time::timeout(STAGE_TIMEOUT, self.actors.wait())
             .await
-            .is_err()
-        {
+            .is_ok();
+        if !actors_stopped {
             tracing::warn!("some modem actors did not stop in time");
         }
         // The drivers have stopped: their leases go to other nodes at once.
+        self.leases_stop.cancel();
+        self.leases.close();
+        if tokio::time::timeout(STAGE_TIMEOUT, self.leases.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("the lease loop did not stop in time");
+        }
         if let Some(cluster) = self.state.service.cluster() {
-            cluster.leave().await;
+            cluster.leave(actors_stopped).await;
         }
         // The actors are done appending; the writer commits what is queued.
         self.writer_stop.cancel();

@@ -78,6 +78,9 @@ struct ModemSimArgs {
     /// Delay before the network's delivery report for each part.
     #[arg(long, default_value_t = 500)]
     report_delay_ms: u64,
+    /// Delay before the answer to each `AT+CMGS` (a real modem's send).
+    #[arg(long, default_value_t = 0)]
+    submit_delay_ms: u64,
     /// A TCP address for the control socket: one JSON action per line, such
     /// as {"action": "sms", "from": "+15551234567", "text": "hi"}.
     #[arg(long)]
@@ -194,6 +197,7 @@ fn modem_sim(format: LogFormat, args: ModemSimArgs) -> anyhow::Result<()> {
             profile,
             capacity: args.capacity.max(1),
             report_delay: Duration::from_millis(args.report_delay_ms),
+            submit_delay: Duration::from_millis(args.submit_delay_ms),
             ..SimSettings::default()
         },
         endpoint: match args.tcp {

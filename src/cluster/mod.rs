@@ -219,9 +219,12 @@ impl Cluster {
             .collect())
     }
 
-    /// Runs the lease loop until `stop`. Leases are given up by
-    /// [`Cluster::leave`] once the drivers have stopped.
-    pub async fn run(self: Arc<Self>, stop: CancellationToken) {
+    /// Runs the lease loop. Once `draining` is cancelled (the server is
+    /// shutting down) it takes nothing new and only renews what it holds,
+    /// so a driver finishing its last send still records it under a valid
+    /// lease; it ends at `stop`, cancelled once the drivers have stopped,
+    /// and [`Cluster::leave`] then gives the leases up.
+    pub async fn run(self: Arc<Self>, draining: CancellationToken, stop: CancellationToken) {
         let mut first = true;
         loop {
             // The local deadlines come first: a node waking from a pause
@@ -230,7 +233,12 @@ impl Cluster {
             if stop.is_cancelled() {
                 break;
             }
-            match self.tick(first).await {
+            let renewed = if draining.is_cancelled() {
+                self.renew_held().await
+            } else {
+                self.tick(first).await
+            };
+            match renewed {
                 Ok(()) => first = false,
                 Err(err) => {
                     tracing::warn!(node = %self.node, error = %err.report(), "cluster renew failed; leases not renewed in time will stop their drivers")
@@ -245,10 +253,25 @@ impl Cluster {
             tokio::select! {
                 _ = stop.cancelled() => break,
                 _ = tokio::time::sleep_until(next) => {}
-                _ = self.wake.notified() => {}
+                _ = self.wake.notified(), if !draining.is_cancelled() => {}
+                _ = draining.cancelled(), if !draining.is_cancelled() => {}
             }
         }
         tracing::debug!(node = %self.node, "lease loop stopped");
+    }
+
+    /// A renew while shutting down: the heartbeat and the leases already
+    /// held, nothing placed or taken.
+    async fn renew_held(&self) -> Result<(), StoreError> {
+        let version = env!("CARGO_PKG_VERSION");
+        self.store
+            .heartbeat(&self.node, &self.settings.advertise_url, version, false)
+            .await?;
+        let held: Vec<String> = self.held.lock().keys().cloned().collect();
+        for key in &held {
+            self.acquire(key).await?;
+        }
+        Ok(())
     }
 
     /// One renew: heartbeat, placement, acquire, hand over.
@@ -468,13 +491,21 @@ impl Cluster {
         }
     }
 
-    /// Leaves the cluster at once on a graceful shutdown, after the drivers
-    /// stopped: every lease expired and the node's row gone, so the other
-    /// nodes take over on their next renew instead of after the TTL.
-    pub async fn leave(&self) {
+    /// Leaves the cluster on a graceful shutdown, after the lease loop
+    /// ended: the node's row gone and, when every driver stopped
+    /// (`drivers_stopped`), every lease expired at once, so the other nodes
+    /// take over on their next renew instead of after the TTL. A driver
+    /// that did not stop may still have a part in flight to the modem: its
+    /// lease is left to run out, by which time the driver has given up on
+    /// it (its own clock says so a renew interval before the database).
+    pub async fn leave(&self, drivers_stopped: bool) {
         let held: Vec<Fence> = self.held.lock().drain().map(|(_, f)| f).collect();
         for fence in held {
             fence.revoke();
+            if !drivers_stopped {
+                tracing::warn!(key = %fence.key, "a driver did not stop in time; its lease is left to expire");
+                continue;
+            }
             if let Err(err) = self.store.release_lease(&fence).await {
                 tracing::warn!(key = %fence.key, error = %err.report(), "could not release a lease");
             }

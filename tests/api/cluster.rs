@@ -691,6 +691,66 @@ async fn a_rolling_restart_of_every_node_loses_and_repeats_nothing() {
     assert_eq!(replayed, log);
 }
 
+/// A graceful stop of the owner while its modem is sending (each `AT+CMGS`
+/// answered after two seconds, as a real modem does): the driver finishes
+/// the part in flight and records it under a lease still renewed, and the
+/// node that takes over sends the rest, so the modem gets every text once.
+/// (Before: the lease loop stopped with the shutdown, the lease ran out by
+/// the node's own clock while a part was with the modem, its record was
+/// refused, and the next owner sent it again.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_owner_stopped_mid_send_finishes_its_part_and_nothing_is_sent_twice() {
+    let db = TestDb::new(Backend::Postgres).await;
+    let sim = tcp_modem(SimSettings {
+        submit_delay: Duration::from_secs(2),
+        ..SimSettings::default()
+    })
+    .await;
+    let mut nodes = vec![
+        Node::start(&db, "node-a").await,
+        Node::start(&db, "node-b").await,
+    ];
+    nodes[0]
+        .create_instance("bank", tcp_driver(&sim), None)
+        .await;
+    let owner = driven(&nodes[0], "bank", 0).await;
+    let at = nodes.iter().position(|n| n.name == owner).expect("owner");
+    let owner = nodes.remove(at);
+    let survivor = nodes.remove(0);
+
+    let mut texts = Vec::new();
+    for i in 0..5 {
+        let text = format!("slow text {i}");
+        texts.push((owner.send_text("bank", "+15551230001", &text).await, text));
+    }
+    // The first text is sent: the driver is now in the middle of its turn.
+    wait_for("the first text sent", LONG, async || {
+        let log = survivor.read_log("&instance=bank&events=delivery").await;
+        (!sent_ids(&log).is_empty()).then_some(())
+    })
+    .await;
+    assert!(
+        owner.process.stop().await.success(),
+        "the owner stopped cleanly"
+    );
+
+    let log = wait_for("every text sent by the survivor", LONG, async || {
+        let log = survivor.read_log("&instance=bank").await;
+        let sent = sent_ids(&log);
+        texts.iter().all(|(id, _)| sent.contains(id)).then_some(log)
+    })
+    .await;
+    let mut submitted: Vec<String> = sim.submitted().iter().map(|s| s.text.clone()).collect();
+    submitted.sort();
+    let accepted: Vec<String> = texts.iter().map(|(_, t)| t.clone()).collect();
+    assert_eq!(submitted, accepted, "every text went to the modem once");
+    let mut sent = sent_ids(&log);
+    sent.sort();
+    let mut ids: Vec<String> = texts.iter().map(|(id, _)| id.clone()).collect();
+    ids.sort();
+    assert_eq!(sent, ids, "one `sent` per text");
+}
+
 /// `restart`, `logout` and `connect` through a node that does not drive
 /// the instance reach the node that does, and the answer says which node
 /// that is and that it took the command.

@@ -57,6 +57,9 @@ impl Gsm<'_> {
         let mut sent_any = false;
         let mut taken = 0;
         for message in claimed {
+            if self.ctx.stop.is_cancelled() {
+                return Ok(());
+            }
             if let Some(retry) = self.retries.get(&message.id) {
                 if retry.at > now {
                     self.due_outbox(retry.at);
@@ -74,7 +77,7 @@ impl Gsm<'_> {
             taken += 1;
             sent_any |= self.send(&message).await?;
         }
-        while taken < SENDS_PER_TURN {
+        while taken < SENDS_PER_TURN && !self.ctx.stop.is_cancelled() {
             if let Some(until) = self.ctx.paused_until() {
                 // Pausing between sends (`throttle.pauseMinMs`).
                 self.due_outbox(until);
@@ -168,6 +171,12 @@ impl Gsm<'_> {
         for part in parts {
             if done.iter().any(|p| p.part == u32::from(part.part)) {
                 continue;
+            }
+            if self.ctx.stop.is_cancelled() {
+                // Stopping (a shutdown, a hand-over): the driver ends after
+                // a whole part, never between a part reaching the modem and
+                // its record, and whoever drives next sends the rest.
+                return Ok(false);
             }
             // Invariant 3: nothing goes to the modem unless this node still
             // holds the instance's lease (a fenced commit, then its clock).

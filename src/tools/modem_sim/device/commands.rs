@@ -244,7 +244,7 @@ impl Device {
                 format!("\r\n+CUSD: {m},\"{wire}\",{}\r\n", ussd_dcs(form))
             }
         };
-        Some(vec![ok, Effect::After(USSD_DELAY, Timer::Ussd { line })])
+        Some(vec![ok, Effect::After(USSD_DELAY, Timer::Say { line })])
     }
 
     fn cgpsinfo(&self) -> String {

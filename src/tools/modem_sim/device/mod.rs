@@ -47,6 +47,10 @@ pub struct SimSettings {
     pub capacity: usize,
     /// From accepting a SUBMIT to its status report.
     pub report_delay: Duration,
+    /// From the end of a SUBMIT's PDU to the modem's `+CMGS` answer (a
+    /// real modem takes seconds: the network has the message before the
+    /// host hears so).
+    pub submit_delay: Duration,
     /// TP-ST of the reports the network sends (0: delivered).
     pub report_status: u8,
     /// Phase 2+ message service (`+CSMS` service 1): `+CMT` and `+CDS`
@@ -64,6 +68,7 @@ impl Default for SimSettings {
             profile: Profile::Generic,
             capacity: 30,
             report_delay: Duration::from_millis(100),
+            submit_delay: Duration::ZERO,
             report_status: 0,
             ack_required: false,
         }
@@ -124,8 +129,9 @@ pub enum Effect {
 pub enum Timer {
     /// The network's status report for a SUBMIT.
     Report { reference: u8, recipient: String },
-    /// The network's answer to a USSD request (a `+CUSD` line).
-    Ussd { line: String },
+    /// A line the modem writes later: the network's answer to a USSD
+    /// request (`+CUSD`), or a send's `+CMGS` answer.
+    Say { line: String },
 }
 
 /// An inbound SMS to deliver through the virtual network.
@@ -348,7 +354,7 @@ impl Device {
                 reference,
                 recipient,
             } => self.report(reference, &recipient),
-            Timer::Ussd { line } => vec![write(&line)],
+            Timer::Say { line } => vec![write(&line)],
         }
     }
 
@@ -510,10 +516,16 @@ impl Device {
         };
         let reference = self.next_mr;
         self.next_mr = self.next_mr.wrapping_add(1);
-        let mut effects = vec![write(&format!("\r\n+CMGS: {reference}\r\n\r\nOK\r\n"))];
+        let answer = format!("\r\n+CMGS: {reference}\r\n\r\nOK\r\n");
+        let mut effects = vec![if self.settings.submit_delay.is_zero() {
+            write(&answer)
+        } else {
+            Effect::After(self.settings.submit_delay, Timer::Say { line: answer })
+        }];
         if submit.status_report {
+            // After the answer: a report never overtakes its `+CMGS`.
             effects.push(Effect::After(
-                self.settings.report_delay,
+                self.settings.submit_delay + self.settings.report_delay,
                 Timer::Report {
                     reference,
                     recipient: submit.destination.clone(),
