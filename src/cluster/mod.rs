@@ -179,6 +179,12 @@ impl Cluster {
         &self.node
     }
 
+    /// Runs a renew now (an instance was created here: its lease is
+    /// taken without waiting for the tailer or the next renew).
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
     pub fn stats(&self) -> &ClusterStats {
         &self.stats
     }
@@ -324,6 +330,24 @@ impl Cluster {
 
         for key in &desired {
             self.acquire(key).await?;
+        }
+        // A lease taken while its instance was still being created here
+        // (its row committed, its supervisor not yet registered), or kept
+        // across a delete and a create of the same name, found no
+        // supervisor to give the permit to: given now.
+        let ungranted: Vec<(String, Fence)> = self
+            .held
+            .lock()
+            .iter()
+            .filter(|(key, fence)| {
+                fence.valid()
+                    && InstanceName::parse(key).is_ok_and(|n| self.registry.lacks_permit(&n))
+            })
+            .map(|(k, f)| (k.clone(), f.clone()))
+            .collect();
+        for (key, fence) in ungranted {
+            tracing::debug!(node = %self.node, key, "lease held, permit given now");
+            self.grant(&key, fence).await;
         }
         let surplus: Vec<(String, Fence)> = self
             .held

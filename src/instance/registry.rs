@@ -409,6 +409,15 @@ impl Registry {
 
     /// Gives or takes this node's right to drive an instance; returns once
     /// a driver that may no longer run has stopped.
+    /// Whether the instance is ready here and its supervisor was not
+    /// (yet) given a permit to drive it.
+    pub fn lacks_permit(&self, name: &InstanceName) -> bool {
+        matches!(
+            self.instances.lock().get(name),
+            Some(Slot::Ready { supervisor, .. }) if !supervisor.driving()
+        )
+    }
+
     pub async fn set_permit(&self, name: &InstanceName, permit: Permit) {
         if let Ok(supervisor) = self.supervisor(name) {
             let _ = supervisor.set_permit(permit).await;

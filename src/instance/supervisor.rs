@@ -158,6 +158,11 @@ impl Supervisor {
         }
     }
 
+    /// Whether the permit it was last given lets it drive the instance.
+    pub fn driving(&self) -> bool {
+        self.driving.load(std::sync::atomic::Ordering::Acquire)
+    }
+
     /// The instance's outbox wake-up.
     pub fn bell(&self) -> Arc<Notify> {
         self.outbox_ready.clone()

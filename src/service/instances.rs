@@ -105,7 +105,11 @@ impl Service {
                 fence: None,
             })
             .await?;
-        Ok((reservation.fill(row), key))
+        let view = reservation.fill(row);
+        if let Some(cluster) = &self.cluster {
+            cluster.wake();
+        }
+        Ok((view, key))
     }
 
     /// Creates the configured instances that do not exist yet. Their keys

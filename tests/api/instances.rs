@@ -246,6 +246,34 @@ on_both_backends! {
         app.stop().await;
     }
 
+    // An instance deleted and created again at once, several times: each
+    // new one is driven. (On PostgreSQL the node kept the old one's lease
+    // when the delete and the create fell between two renews, and the new
+    // supervisor never got the permit to drive: it stayed closed.)
+    async fn an_instance_deleted_and_created_again_at_once_starts_each_time(backend: Backend) {
+        let db = TestDb::new(backend).await;
+        let app = TestApp::spawn(&db).await;
+        app.create_instance("alpha", quick_simulator()).await;
+        wait_state(&app, "alpha", "open").await;
+        for _ in 0..3 {
+            let deleted = app
+                .admin(Method::DELETE, "/instance/delete/alpha")
+                .send()
+                .await
+                .expect("delete");
+            assert_eq!(deleted.status(), 200);
+            app.create_instance("alpha", quick_simulator()).await;
+            // Driven: a text goes out.
+            let id = app.send_text("alpha", "+15550000001", "after a re-create").await;
+            wait_for("the new instance to send", WAIT, async || {
+                let log = app.read_log("&instance=alpha&events=delivery").await;
+                log.iter().any(|e| e["data"]["id"] == id.as_str() && e["data"]["status"] == "sent")
+            })
+            .await;
+        }
+        app.stop().await;
+    }
+
     async fn configured_instances_are_created_at_start_and_kept(backend: Backend) {
         let db = TestDb::new(backend).await;
         let mut settings = test_settings(&db);
