@@ -214,6 +214,22 @@ pub fn test_settings(db: &TestDb) -> Settings {
     settings
 }
 
+/// The in-process servers log to the test's own output, which the test
+/// harness shows only for a test that fails: its warnings (a lease not
+/// renewed, a modem actor restarted) say what the server saw.
+/// `SWITCHBOARD_TEST_LOG` sets the filter (default `warn`).
+fn log_to_test_output() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let filter = std::env::var("SWITCHBOARD_TEST_LOG").unwrap_or_else(|_| "warn".into());
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_test_writer()
+            .with_ansi(false)
+            .try_init();
+    });
+}
+
 impl TestApp {
     /// A server on a fresh database with the test settings.
     pub async fn spawn(db: &TestDb) -> TestApp {
@@ -221,6 +237,7 @@ impl TestApp {
     }
 
     pub async fn spawn_with(settings: Settings) -> TestApp {
+        log_to_test_output();
         let app = Application::build(settings)
             .await
             .expect("build the application");
