@@ -369,29 +369,21 @@ impl Application {
         // closing handshake before the workers stop: a worker that stops
         // drops its sessions, and their sockets, mid-close.
         self.state.sessions.close();
-        if tokio::time::timeout(STAGE_TIMEOUT, self.state.sessions.wait())
-            .await
-            .is_err()
-        {
+        if !in_time(self.state.sessions.wait()).await {
             tracing::warn!("some WebSocket sessions did not finish in time");
         }
         // The HTTP server stops accepting and finishes in-flight requests.
         server_handle.stop(true).await;
         let _ = server.await;
         self.actors.close();
-        let actors_stopped = tokio::time::timeout(STAGE_TIMEOUT, self.actors.wait())
-            .await
-            .is_ok();
+        let actors_stopped = in_time(self.actors.wait()).await;
         if !actors_stopped {
             tracing::warn!("some modem actors did not stop in time");
         }
         // The drivers have stopped: their leases go to other nodes at once.
         self.leases_stop.cancel();
         self.leases.close();
-        if tokio::time::timeout(STAGE_TIMEOUT, self.leases.wait())
-            .await
-            .is_err()
-        {
+        if !in_time(self.leases.wait()).await {
             tracing::warn!("the lease loop did not stop in time");
         }
         if let Some(cluster) = self.state.service.cluster() {
@@ -400,16 +392,19 @@ impl Application {
         // The actors are done appending; the writer commits what is queued.
         self.writer_stop.cancel();
         self.writer.close();
-        if tokio::time::timeout(STAGE_TIMEOUT, self.writer.wait())
-            .await
-            .is_err()
-        {
+        if !in_time(self.writer.wait()).await {
             tracing::error!("the event log writer did not finish in time");
         }
         self.state.service.log().store().close().await;
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// Waits up to [`STAGE_TIMEOUT`] for one stage of the shutdown: whether
+/// it finished in time.
+async fn in_time(stage: impl std::future::Future<Output = ()>) -> bool {
+    tokio::time::timeout(STAGE_TIMEOUT, stage).await.is_ok()
 }
 
 /// An exclusive lock on `<data_dir>/switchboard.lock`.

@@ -269,10 +269,7 @@ impl Cluster {
     /// A renew while shutting down: the heartbeat and the leases already
     /// held, nothing placed or taken.
     async fn renew_held(&self) -> Result<(), StoreError> {
-        let version = env!("CARGO_PKG_VERSION");
-        self.store
-            .heartbeat(&self.node, &self.settings.advertise_url, version, false)
-            .await?;
+        self.beat(false).await?;
         let held: Vec<String> = self.held.lock().keys().cloned().collect();
         for key in &held {
             self.acquire(key).await?;
@@ -282,10 +279,7 @@ impl Cluster {
 
     /// One renew: heartbeat, placement, acquire, hand over.
     async fn tick(&self, first: bool) -> Result<(), StoreError> {
-        let version = env!("CARGO_PKG_VERSION");
-        self.store
-            .heartbeat(&self.node, &self.settings.advertise_url, version, first)
-            .await?;
+        self.beat(first).await?;
         let ttl_ms = self.ttl().as_millis() as i64;
         let nodes = self.store.nodes(ttl_ms).await?;
         let mut live: Vec<String> = nodes
@@ -374,6 +368,14 @@ impl Cluster {
             .leases_held
             .store(self.held.lock().len() as u64, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// This node's heartbeat (`first`: it just started).
+    async fn beat(&self, first: bool) -> Result<(), StoreError> {
+        let version = env!("CARGO_PKG_VERSION");
+        self.store
+            .heartbeat(&self.node, &self.settings.advertise_url, version, first)
+            .await
     }
 
     /// Takes or renews one lease.

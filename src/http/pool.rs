@@ -47,7 +47,10 @@ pub struct PoolBody {
     throttle: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
-/// `pool/create`: the pool's name and its definition.
+/// `pool/create`: the pool's name and its definition. The fields of
+/// [`PoolBody`] are written out again rather than flattened in: serde does
+/// not refuse unknown fields through `#[serde(flatten)]`, and a misspelt
+/// field must be a 400.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"name": "uk", "strategy": "round_robin", "members": ["a", "b", "c"],

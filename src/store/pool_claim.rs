@@ -38,7 +38,7 @@ use chrono::{DateTime, Utc};
 use super::{
     db::{Stmt, Tx},
     outbox::{allowance, count_taken, due_ids, Held, MinuteOf},
-    pools::{healthy_sql, member_of, pool_from_row, PoolTuple},
+    pools::{healthy_sql, member_of, pool_from_row, queued_sql, PoolTuple},
     rows::{outbox_from_row, to_micros, OutboxTuple, OUTBOX_COLUMNS},
     OutboxRow, StoreError,
 };
@@ -138,14 +138,7 @@ pub(super) async fn claim(
         let mut outstanding: HashMap<InstanceName, i64> = HashMap::new();
         if pool.spec.strategy == Strategy::LeastLoaded {
             let counts: Vec<(String, i64)> = tx
-                .fetch_all(
-                    Stmt::new(format!(
-                        "SELECT instance, count(*) FROM outbox WHERE {} AND status = 'queued' \
-                         GROUP BY instance",
-                        dialect.in_list("instance", 1)
-                    ))
-                    .bind(members),
-                )
+                .fetch_all(Stmt::new(queued_sql(dialect)).bind(members))
                 .await?;
             for (n, count) in counts {
                 if let Ok(n) = InstanceName::parse(&n) {

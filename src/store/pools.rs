@@ -157,14 +157,7 @@ impl Store {
         let dialect = self.pool.dialect();
         let own: Vec<(String, i64)> = self
             .pool
-            .fetch_all(
-                Stmt::new(format!(
-                    "SELECT instance, count(*) FROM outbox WHERE {} AND status = 'queued' \
-                     GROUP BY instance",
-                    dialect.in_list("instance", 1)
-                ))
-                .bind(members),
-            )
+            .fetch_all(Stmt::new(queued_sql(dialect)).bind(members))
             .await?;
         let sent: Vec<(String, i64)> = self
             .pool
@@ -193,6 +186,15 @@ impl Store {
             load,
         })
     }
+}
+
+/// Each of the instances bound as `$1` with its count of unsent messages
+/// (waiting or taken, not sent yet).
+pub(super) fn queued_sql(dialect: super::db::Dialect) -> String {
+    format!(
+        "SELECT instance, count(*) FROM outbox WHERE {} AND status = 'queued' GROUP BY instance",
+        dialect.in_list("instance", 1)
+    )
 }
 
 /// Which of the instances in list parameter `$1` are healthy: their last

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use switchboard::{
     domain::InstanceName,
     store::{Fence, Isolation, Job, Store, StoreError},
-    tools::modem_sim::SimSettings,
+    tools::modem_sim::{SimHandle, SimSettings},
 };
 
 use crate::{
@@ -311,6 +311,21 @@ fn sent_ids(log: &[Value]) -> Vec<String> {
         .filter(|e| e["event"] == json!("delivery") && e["data"]["status"] == json!("sent"))
         .filter_map(|e| e["data"]["id"].as_str().map(str::to_owned))
         .collect()
+}
+
+/// Every accepted text (`(id, text)`) reached the modem exactly once and
+/// has exactly one `sent` in the log.
+fn each_sent_once(sim: &SimHandle, texts: &[(String, String)], log: &[Value]) {
+    let mut submitted: Vec<String> = sim.submitted().iter().map(|s| s.text.clone()).collect();
+    submitted.sort();
+    let mut accepted: Vec<String> = texts.iter().map(|(_, t)| t.clone()).collect();
+    accepted.sort();
+    assert_eq!(submitted, accepted, "every text went to the modem once");
+    let mut sent = sent_ids(log);
+    sent.sort();
+    let mut ids: Vec<String> = texts.iter().map(|(id, _)| id.clone()).collect();
+    ids.sort();
+    assert_eq!(sent, ids, "one `sent` per text");
 }
 
 /// The partition of invariant 3: the owner is paused past its lease,
@@ -663,16 +678,7 @@ async fn a_rolling_restart_of_every_node_loses_and_repeats_nothing() {
     })
     .await;
 
-    let mut submitted: Vec<String> = sim.submitted().iter().map(|s| s.text.clone()).collect();
-    submitted.sort();
-    let mut accepted: Vec<String> = texts.iter().map(|(_, t)| t.clone()).collect();
-    accepted.sort();
-    assert_eq!(submitted, accepted, "every text went to the modem once");
-    let mut sent = sent_ids(&log);
-    sent.sort();
-    let mut ids: Vec<String> = texts.iter().map(|(id, _)| id.clone()).collect();
-    ids.sort();
-    assert_eq!(sent, ids, "one `sent` per text");
+    each_sent_once(&sim, &texts, &log);
     for sms in &inbound {
         let copies = log
             .iter()
@@ -740,15 +746,7 @@ async fn an_owner_stopped_mid_send_finishes_its_part_and_nothing_is_sent_twice()
         texts.iter().all(|(id, _)| sent.contains(id)).then_some(log)
     })
     .await;
-    let mut submitted: Vec<String> = sim.submitted().iter().map(|s| s.text.clone()).collect();
-    submitted.sort();
-    let accepted: Vec<String> = texts.iter().map(|(_, t)| t.clone()).collect();
-    assert_eq!(submitted, accepted, "every text went to the modem once");
-    let mut sent = sent_ids(&log);
-    sent.sort();
-    let mut ids: Vec<String> = texts.iter().map(|(id, _)| id.clone()).collect();
-    ids.sort();
-    assert_eq!(sent, ids, "one `sent` per text");
+    each_sent_once(&sim, &texts, &log);
 }
 
 /// `restart`, `logout` and `connect` through a node that does not drive

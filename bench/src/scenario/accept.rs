@@ -12,7 +12,7 @@ use std::{
         atomic::{AtomicBool, AtomicU64, Ordering},
         Arc, Mutex,
     },
-    time::{Duration, Instant},
+    time::Instant,
 };
 
 use hdrhistogram::Histogram;
@@ -91,14 +91,11 @@ pub async fn run(ctx: &Ctx, args: &AcceptArgs) -> anyhow::Result<Report> {
     let counts = ctx.pick(args.instances.clone(), vec![1, 2], vec![1, 10]);
     let duration = ctx.pick(args.duration, 2.0, 10.0);
     let warmup = ctx.pick(args.warmup, 0.5, 2.0);
-    let mut report = Report::new(
+    let mut report = ctx.report(
         "accept",
         "sendText accepted per second (201: committed to the outbox) with N concurrent HTTP clients, and the latency of the 201.",
-        ctx.common.smoke,
-        ctx.command.clone(),
     );
-    let admin = ctx.admin()?;
-    admin.wait_healthy(Duration::from_secs(30)).await?;
+    let admin = ctx.healthy_admin().await?;
     let backend = admin.backend().await?;
     report.setting("database", &backend);
     report.setting("clients", clients);

@@ -33,11 +33,9 @@ pub async fn run(ctx: &Ctx, args: &CatchupArgs) -> anyhow::Result<Report> {
     let behind = ctx.pick(args.events, 5_000, 1_000_000);
     let prefill_instances = ctx.pick(args.prefill_instances, 2, 4);
     let prefill_rate = ctx.pick(args.prefill_rate, 5_000.0, 100_000.0);
-    let mut report = Report::new(
+    let mut report = ctx.report(
         "catchup",
         "Events per second replayed to one client resuming N events behind with /ws?since=<id>, then going live.",
-        ctx.common.smoke,
-        ctx.command.clone(),
     );
     report.setting("behind", behind);
     report.setting(
@@ -46,8 +44,7 @@ pub async fn run(ctx: &Ctx, args: &CatchupArgs) -> anyhow::Result<Report> {
     );
     report.setting("read_buffer", args.read_buffer);
 
-    let admin = ctx.admin()?;
-    admin.wait_healthy(Duration::from_secs(30)).await?;
+    let admin = ctx.healthy_admin().await?;
     report.setting("database", admin.backend().await?);
     let mut instances = Instances::new(&admin);
     let outcome = replay(

@@ -18,11 +18,9 @@ pub async fn run(ctx: &Ctx, args: &ConnectArgs) -> anyhow::Result<Report> {
     let connections = ctx.pick(args.connections, 20, 1_000);
     let duration = ctx.pick(args.duration, 3.0, 10.0);
     let warmup = ctx.pick(args.warmup, 1.0, 2.0);
-    let mut report = Report::new(
+    let mut report = ctx.report(
         "connect",
         "Generic client: events/s delivered to C connections to one URL and the end-to-end latency (receive time minus the event's timestamp).",
-        ctx.common.smoke,
-        ctx.command.clone(),
     );
     report.setting("url", ctx.subscribe_url());
     report.setting("connections", connections);

@@ -33,11 +33,9 @@ pub async fn run(ctx: &Ctx, args: &FanoutArgs) -> anyhow::Result<Report> {
     let step = ctx.pick(args.step, 2.0, 5.0);
     let warmup = ctx.pick(args.warmup, 1.0, 2.0);
     let instances_per_step = args.instances.max(1);
-    let mut report = Report::new(
+    let mut report = ctx.report(
         "fanout",
         "Highest sustained deliveries/s to S subscribers as the publish rate rises until p99 passes the limit; every event is committed to the log before delivery.",
-        ctx.common.smoke,
-        ctx.command.clone(),
     );
     report.setting("subscribers", subscribers);
     report.setting("instances", instances_per_step);
@@ -47,8 +45,7 @@ pub async fn run(ctx: &Ctx, args: &FanoutArgs) -> anyhow::Result<Report> {
     report.setting("min_delivered", args.min_delivered);
     ctx.prepare_server_for(subscribers, &mut report);
 
-    let admin = ctx.admin()?;
-    admin.wait_healthy(Duration::from_secs(30)).await?;
+    let admin = ctx.healthy_admin().await?;
     let url = ctx.switchboard_url(&[("instances", &instance_names(PREFIX, instances_per_step))])?;
     let stats = ctx.stats();
     // A filter may only name instances that exist: quiet ones stand in

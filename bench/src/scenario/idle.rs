@@ -24,11 +24,9 @@ const PONG_WAIT: Duration = Duration::from_secs(30);
 pub async fn run(ctx: &Ctx, args: &IdleArgs) -> anyhow::Result<Report> {
     let connections = ctx.pick(args.connections, 500, 50_000);
     let hold = ctx.pick(args.hold, 1.0, 5.0);
-    let mut report = Report::new(
+    let mut report = ctx.report(
         "idle",
         "Server memory per idle WebSocket connection and the time to connect them all.",
-        ctx.common.smoke,
-        ctx.command.clone(),
     );
     report.setting("connections", connections);
     report.setting("hold_s", hold);
@@ -38,14 +36,13 @@ pub async fn run(ctx: &Ctx, args: &IdleArgs) -> anyhow::Result<Report> {
     // With a key, filter to a quiet instance's location events: truly idle.
     let (admin, url) = match &ctx.common.key {
         Some(_) => (
-            Some(ctx.admin()?),
+            Some(ctx.healthy_admin().await?),
             ctx.switchboard_url(&[("instances", QUIET), ("events", "location")])?,
         ),
         None => (None, ctx.subscribe_url().to_string()),
     };
     let mut quiet = None;
     if let Some(admin) = &admin {
-        admin.wait_healthy(Duration::from_secs(30)).await?;
         let mut instances = Instances::new(admin);
         instances.create_named(QUIET, 0.0, ctx.common.seed).await?;
         quiet = Some(instances);

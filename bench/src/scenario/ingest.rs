@@ -3,8 +3,6 @@
 //! its commits, so the log writer sets the pace); the server's `/metrics`
 //! give events committed per second and the batch sizes the writer used.
 
-use std::time::Duration;
-
 use crate::{
     cli::IngestArgs,
     report::{per_sec, Report},
@@ -19,14 +17,11 @@ pub async fn run(ctx: &Ctx, args: &IngestArgs) -> anyhow::Result<Report> {
     let rate = ctx.pick(args.rate, 2_000.0, 100_000.0);
     let duration = ctx.pick(args.duration, 3.0, 10.0);
     let warmup = ctx.pick(args.warmup, 1.0, 3.0);
-    let mut report = Report::new(
+    let mut report = ctx.report(
         "ingest",
         "Events committed to the durable log per second with no subscribers, and the batch sizes of the log writer.",
-        ctx.common.smoke,
-        ctx.command.clone(),
     );
-    let admin = ctx.admin()?;
-    admin.wait_healthy(Duration::from_secs(30)).await?;
+    let admin = ctx.healthy_admin().await?;
     let backend = admin.backend().await?;
     report.setting("database", &backend);
     report.setting("instances", n);

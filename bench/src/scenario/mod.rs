@@ -43,6 +43,9 @@ pub struct Ctx {
 /// /proc reads, the runtime).
 const SPARE_FILES: u64 = 256;
 
+/// How long the server may take to answer its health check.
+const HEALTHY_WAIT: Duration = Duration::from_secs(30);
+
 /// How long another node may take to learn of the instances a filter names.
 const SUBSCRIBABLE_WAIT: Duration = Duration::from_secs(30);
 
@@ -59,6 +62,18 @@ impl Ctx {
         Admin::for_ws_url(&self.common.url, key)?
             .pinning(&self.common.pin_node)
             .with_peers(&self.common.peer_url)
+    }
+
+    /// The admin API once the server answers its health check.
+    pub async fn healthy_admin(&self) -> anyhow::Result<Admin> {
+        let admin = self.admin()?;
+        admin.wait_healthy(HEALTHY_WAIT).await?;
+        Ok(admin)
+    }
+
+    /// A scenario's report, with this run's mode and command line.
+    pub fn report(&self, name: &str, what: &str) -> Report {
+        Report::new(name, what, self.common.smoke, self.command.clone())
     }
 
     /// Where subscribers connect: `--subscribe-url`, else `--url`.

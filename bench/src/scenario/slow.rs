@@ -29,11 +29,9 @@ pub async fn run(ctx: &Ctx, args: &SlowArgs) -> anyhow::Result<Report> {
     let every = (100.0 / percent).round().max(1.0) as usize;
     let stalled = subscribers.div_ceil(every);
     let readers = subscribers - stalled;
-    let mut report = Report::new(
+    let mut report = ctx.report(
         "slow",
         "The p99 of subscribers that keep reading, before and after a share of the others stop reading.",
-        ctx.common.smoke,
-        ctx.command.clone(),
     );
     report.setting("subscribers", subscribers);
     report.setting("stalled", format!("{stalled} (every {every}th)"));
@@ -44,8 +42,7 @@ pub async fn run(ctx: &Ctx, args: &SlowArgs) -> anyhow::Result<Report> {
     report.setting("stall_rcvbuf", args.stall_rcvbuf);
     ctx.prepare_server_for(subscribers, &mut report);
 
-    let admin = ctx.admin()?;
-    admin.wait_healthy(Duration::from_secs(30)).await?;
+    let admin = ctx.healthy_admin().await?;
     let url = ctx.switchboard_url(&[("instances", &instance_names(PREFIX, n))])?;
     let stats = ctx.stats();
     let mut config = ctx.client_config(url, subscribers)?;

@@ -2,8 +2,6 @@
 //! rate (default 100 events/s): latency percentiles and the server's CPU
 //! time per delivery.
 
-use std::time::Duration;
-
 use crate::{
     cli::SubscribersArgs,
     client::Pool,
@@ -21,11 +19,9 @@ pub async fn run(ctx: &Ctx, args: &SubscribersArgs) -> anyhow::Result<Report> {
     let duration = ctx.pick(args.duration, 3.0, 10.0);
     let warmup = ctx.pick(args.warmup, 1.0, 3.0);
     let n = args.instances.max(1);
-    let mut report = Report::new(
+    let mut report = ctx.report(
         "subscribers",
         "Latency and server CPU per delivery with many subscribers at a fixed publish rate.",
-        ctx.common.smoke,
-        ctx.command.clone(),
     );
     report.setting("subscribers", subscribers);
     report.setting("publish_per_s", rate);
@@ -34,8 +30,7 @@ pub async fn run(ctx: &Ctx, args: &SubscribersArgs) -> anyhow::Result<Report> {
     report.setting("warmup_s", warmup);
     ctx.prepare_server_for(subscribers, &mut report);
 
-    let admin = ctx.admin()?;
-    admin.wait_healthy(Duration::from_secs(30)).await?;
+    let admin = ctx.healthy_admin().await?;
     let url = ctx.switchboard_url(&[("instances", &instance_names(PREFIX, n))])?;
     let stats = ctx.stats();
     // The instances first: a filter may only name instances that exist.
