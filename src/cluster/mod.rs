@@ -51,7 +51,9 @@ use crate::{
 /// Follows what every node commits, as the tailer publishes it: a text
 /// queued through any node wakes the driver that sends it (if it runs
 /// here), and an instance created, changed or deleted anywhere runs a
-/// renew early (`wake`), so this node's registry and leases follow.
+/// renew early (`wake`), so this node's registry and leases follow. An
+/// instance deleted anywhere has its credentials revoked here before the
+/// hub sees anything after its deletion.
 pub fn observe(events: &[Event], wake: &Notify, registry: Option<&Registry>) {
     #[derive(serde::Deserialize)]
     struct Status<'a> {
@@ -66,9 +68,30 @@ pub fn observe(events: &[Event], wake: &Notify, registry: Option<&Registry>) {
     struct State {
         state: ConnectionState,
     }
+    #[derive(serde::Deserialize)]
+    struct Lifecycle {
+        action: crate::event::data::InstanceAction,
+        instance: Identity,
+    }
+    #[derive(serde::Deserialize)]
+    struct Identity {
+        id: Option<uuid::Uuid>,
+    }
     for event in events {
         match event.topic {
-            Topic::Instance => wake.notify_one(),
+            Topic::Instance => {
+                if let (Ok(data), Some(registry)) = (
+                    serde_json::from_str::<Lifecycle>(event.data.get()),
+                    registry,
+                ) {
+                    if let (crate::event::data::InstanceAction::Deleted, Some(id)) =
+                        (data.action, data.instance.id)
+                    {
+                        registry.revoke(&event.instance, id);
+                    }
+                }
+                wake.notify_one();
+            }
             Topic::Connection => {
                 if let (Ok(data), Some(registry)) =
                     (serde_json::from_str::<State>(event.data.get()), registry)

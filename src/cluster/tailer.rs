@@ -44,8 +44,9 @@ pub struct Tail {
     publishing: Mutex<()>,
     /// Wakes the tailer: this node's writer saw events it could not place.
     wake: Notify,
-    /// Called with every event the tailer or the writer publishes (the
-    /// cluster follows instance lifecycle and connection events).
+    /// Called with every event the tailer or the writer publishes, just
+    /// before the hub gets it (the cluster follows instance lifecycle and
+    /// connection events).
     observe: Observer,
 }
 
@@ -73,10 +74,13 @@ impl Tail {
         let start = events.partition_point(|e| e.id <= last);
         let fresh = &events[start..];
         if !fresh.is_empty() {
+            // Observed first: a deleted instance's credentials are revoked
+            // before a namesake's events that follow in the batch reach
+            // the hub.
+            (self.observe)(fresh);
             // Visible only now that it is durable: these were read from
             // the log or committed by this node's writer.
             self.hub.publish(fresh);
-            (self.observe)(fresh);
         }
         true
     }

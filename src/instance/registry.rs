@@ -276,6 +276,18 @@ impl Registry {
         self.hub.forget_instance(name);
     }
 
+    /// Revokes every credential issued for the instance `id` while it is
+    /// the one called `name`: another node deleted it, and this node's
+    /// streams must end before anything of a namesake reaches them (the
+    /// rest of it is forgotten when the instance list is next reconciled).
+    pub fn revoke(&self, name: &InstanceName, id: uuid::Uuid) {
+        if let Some((held, signal)) = self.identities.lock().get(name) {
+            if *held == id {
+                signal.cancel();
+            }
+        }
+    }
+
     /// The instance a presented key's digest belongs to.
     pub fn instance_for_key(&self, digest: &KeyDigest) -> Option<InstanceRef> {
         self.keys.lock().get(digest).cloned()
@@ -474,7 +486,10 @@ impl Registry {
                                 changed.push((new.clone(), (**row).clone(), supervisor.clone()));
                             }
                         }
-                        _ => gone.push(name.clone()),
+                        // Missing, or deleted and created again under the
+                        // same name: either way the instance held here is
+                        // gone, and its credentials with it.
+                        _ => gone.push((name.clone(), row.id)),
                     }
                 }
             }
@@ -488,9 +503,11 @@ impl Registry {
         // deleted or changed is read again before it is acted on.
         let store = self.log.store().clone();
         let mut fresh_gone = Vec::new();
-        for name in gone {
-            if store.load_instance(&name).await?.is_none() {
-                fresh_gone.push(name);
+        for (name, id) in gone {
+            match store.load_instance(&name).await? {
+                None => fresh_gone.push((name, id, None)),
+                Some(new) if new.id != id => fresh_gone.push((name, id, Some(new))),
+                Some(_) => {}
             }
         }
         let mut fresh_changed = Vec::new();
@@ -501,11 +518,19 @@ impl Registry {
                 }
             }
         }
-        for name in fresh_gone {
+        for (name, id, replacement) in fresh_gone {
+            // Only the instance this list saw: one created here since is not
+            // touched.
+            if self.row(&name).ok().map(|row| row.id) != Some(id) {
+                continue;
+            }
             if let Ok(row) = self.detach(&name).await {
                 tracing::info!(instance = %row.name, "instance deleted on another node");
             }
             self.forget(&name);
+            if let Some(row) = replacement {
+                added.push(row);
+            }
         }
         for row in added {
             tracing::info!(instance = %row.name, "instance created on another node");

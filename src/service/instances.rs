@@ -144,7 +144,9 @@ impl Service {
         let row = self.registry.detach(name).await?;
         let event = InstanceData {
             action: InstanceAction::Deleted,
-            instance: serde_json::json!({ "instanceName": name }),
+            // The id tells every node which instance went (the name may be
+            // taken again at once): see `cluster::observe`.
+            instance: serde_json::json!({ "instanceName": name, "id": row.id }),
         }
         .into_event(name);
         let committed = self

@@ -55,6 +55,66 @@ async fn a_second_process_on_one_sqlite_data_directory_refuses_to_start() {
     assert!(again.stop().await.success());
 }
 
+/// A server whose port is taken fails before it starts anything: it binds
+/// the port first, so no modem actor of the data directory's instances
+/// runs and nothing is committed to its log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_whose_port_is_taken_starts_no_instance_and_commits_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = ProcessConfig::new(dir.path(), None);
+    let first = Node::start_with(config.clone(), "first").await;
+    first
+        .create_instance("alpha", quick_simulator(), None)
+        .await;
+    wait_for("alpha to connect", LONG, async || {
+        first
+            .read_log("&instance=alpha&events=connection")
+            .await
+            .iter()
+            .any(|e| e["data"]["state"] == json!("connected"))
+    })
+    .await;
+    assert!(first.process.stop().await.success());
+    let events = || async {
+        let store = Store::connect(None, dir.path(), 1)
+            .await
+            .expect("open the data directory");
+        let query = switchboard::store::LogQuery {
+            after_id: 0,
+            instances: None,
+            topics: switchboard::event::TopicSet::all(),
+            limit: 100_000,
+        };
+        let ids: Vec<i64> = store
+            .read_events(&query)
+            .await
+            .expect("read")
+            .iter()
+            .map(|e| e.id)
+            .collect();
+        store.close().await;
+        ids
+    };
+    let before = events().await;
+    assert!(!before.is_empty());
+
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("addr").port();
+    let mut second = ServerProcess::spawn(config.with("SWITCHBOARD__HTTP__PORT", port));
+    let status = second.wait_exit(START).await;
+    assert!(
+        !status.success(),
+        "a server whose port is taken must not start"
+    );
+    let log = second.log();
+    assert!(
+        log.contains(&port.to_string()),
+        "the refusal names the port: {log}"
+    );
+    assert_eq!(events().await, before, "nothing was committed: {log}");
+    drop(taken);
+}
+
 /// The fencing token at the store: a write carrying a token from an
 /// earlier acquisition is refused and writes nothing, whatever the node
 /// believes about its lease.
@@ -185,7 +245,8 @@ impl Node {
             .expect("a JSON body")
     }
 
-    async fn create_instance(&self, name: &str, driver: Value, node: Option<&str>) {
+    /// Creates an instance; returns its key.
+    async fn create_instance(&self, name: &str, driver: Value, node: Option<&str>) -> String {
         let mut body = json!({ "instanceName": name, "driver": driver });
         if let Some(node) = node {
             body["node"] = json!(node);
@@ -199,6 +260,7 @@ impl Node {
         let status = response.status();
         let body: Value = response.json().await.expect("create body");
         assert_eq!(status, 201, "create {name}: {body}");
+        body["hash"].as_str().expect("instance key").to_owned()
     }
 
     async fn send_text(&self, instance: &str, number: &str, text: &str) -> String {
@@ -268,15 +330,20 @@ impl Node {
     }
 
     async fn ws(&self, path_and_query: &str) -> WsClient {
+        self.ws_as(path_and_query, &self.process.config.admin_key.clone())
+            .await
+    }
+
+    /// A WebSocket opened with `key`.
+    async fn ws_as(&self, path_and_query: &str, key: &str) -> WsClient {
         let url = format!(
-            "ws://127.0.0.1:{}{path_and_query}{}apikey={}",
+            "ws://127.0.0.1:{}{path_and_query}{}apikey={key}",
             self.process.port,
             if path_and_query.contains('?') {
                 "&"
             } else {
                 "?"
             },
-            self.process.config.admin_key
         );
         let (stream, response) = tokio_tungstenite::connect_async(url)
             .await
@@ -854,6 +921,85 @@ async fn ussd_and_call_reject_through_any_node_are_answered_by_the_owners_driver
     // An error of the request itself is still this node's to answer.
     let (status, body) = call(other, Method::POST, "/ussd/alpha", json!({ "code": "x'" })).await;
     assert_eq!(status, 400, "{body}");
+}
+
+/// Deleting an instance through one node revokes its key and ends its
+/// streams on every node, also when an instance of the same name is created
+/// at once: the other node's stream never sees the namesake's events, and
+/// the old key opens nothing there while the new one does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_deleted_through_one_node_is_revoked_on_every_node_before_a_namesake_talks() {
+    let db = TestDb::new(Backend::Postgres).await;
+    let a = Node::start(&db, "node-a").await;
+    let b = Node::start(&db, "node-b").await;
+    let old_key = a.create_instance("alpha", quick_simulator(), None).await;
+    wait_for("node-b to know alpha", LONG, async || {
+        b.knows("alpha").await
+    })
+    .await;
+    let mut watcher = b.ws_as("/ws?events=message", &old_key).await;
+    let before = a
+        .send_text("alpha", "+15550001111", "before the delete")
+        .await;
+    let seen = watcher.event(LONG).await;
+    assert_eq!(seen["data"]["id"], json!(before), "{seen}");
+
+    // Node-b sleeps through the delete, the create and the new alpha's
+    // first text, and wakes to find them all in the log at once.
+    b.process.pause();
+    let deleted = a
+        .request(Method::DELETE, "/instance/delete/alpha")
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(deleted.status(), 200);
+    let new_key = a.create_instance("alpha", quick_simulator(), None).await;
+    let secret = a
+        .send_text("alpha", "+15550001111", "the new alpha's secret")
+        .await;
+    b.process.resume();
+
+    // The old stream ends, revoked, having shown nothing of the new alpha.
+    let mut codes = Vec::new();
+    let close = loop {
+        match watcher.next(LONG).await {
+            Received::Json(frame) if frame["type"] == json!("error") => {
+                codes.push(frame["data"]["code"].clone());
+            }
+            Received::Json(frame) => {
+                assert_ne!(
+                    frame["data"]["id"],
+                    json!(secret),
+                    "the namesake's text reached an old stream: {frame}"
+                );
+            }
+            Received::Closed(close) => break close,
+        }
+    };
+    assert_eq!(codes, [json!("CREDENTIAL_REVOKED")]);
+    assert_eq!(close.map(|(code, _)| code), Some(4003));
+
+    // On node-b the old key opens nothing; the new one does once node-b
+    // knows the new instance, and it sees the secret.
+    let mut refused = b.ws_as("/ws", &old_key).await;
+    assert_eq!(refused.json(LONG).await["data"]["code"], "AUTH_FAILED");
+    let mut fresh = wait_for("node-b to take the new key", LONG, async || {
+        let mut ws = b.ws_as("/ws?events=message&since=0", &new_key).await;
+        match ws.next(LONG).await {
+            Received::Json(frame) if frame["type"] == json!("error") => None,
+            Received::Json(frame) => Some((ws, frame)),
+            Received::Closed(_) => None,
+        }
+    })
+    .await;
+    loop {
+        if fresh.1["data"]["id"] == json!(secret) {
+            break;
+        }
+        fresh.1 = fresh.0.event(LONG).await;
+    }
+    a.process.stop().await;
+    b.process.stop().await;
 }
 
 /// Two nodes, an instance `alpha` driven by one of them (named by the
