@@ -501,6 +501,39 @@ on_both_backends! {
     }
 }
 
+on_both_backends! {
+    // A long UCS-2 message with U+0000 in a part (a character PostgreSQL
+    // holds in no text column) arrives whole and holds up nothing behind it:
+    // the part waiting for the rest is stored, not retried forever.
+    async fn a_long_message_holding_u0000_arrives_whole_and_holds_up_nothing(backend: Backend) {
+        let db = TestDb::new(backend).await;
+        let sim = tcp_modem(SimSettings::default()).await;
+        let app = TestApp::spawn(&db).await;
+        app.create_instance("bank", tcp_driver(&sim)).await;
+        wait_connected(&app, "bank").await;
+
+        let odd = format!("{}\u{0}{}", "ж".repeat(40), "ж".repeat(60));
+        let parts = split_by_library("+15551234567", &odd, 11);
+        assert_eq!(parts.len(), 2);
+        // The part holding U+0000 comes alone, so it must be stored to wait
+        // for the rest.
+        sim.act(Action::Pdus { pdus: vec![parts[0].clone()], direct: false })
+            .await
+            .expect("first part");
+        wait_sim("the first part to be committed and deleted", || sim.storage().is_empty()).await;
+        let mut rest = vec![parts[1].clone()];
+        rest.extend(split_by_library("+15557654321", "after it", 12));
+        sim.act(Action::Pdus { pdus: rest, direct: false }).await.expect("the rest");
+        let log = wait_log(&app, "&instance=bank&events=incoming", "both messages", |log| log.len() >= 2).await;
+        let mut contents: Vec<&str> = log.iter().map(|e| e["data"]["content"].as_str().unwrap_or("")).collect();
+        contents.sort();
+        assert_eq!(contents, ["after it", odd.as_str()]);
+        wait_sim("every PDU to be deleted from the modem", || sim.storage().is_empty()).await;
+        app.stop().await;
+        sim.stop().await;
+    }
+}
+
 /// The connection events of an instance, oldest first.
 async fn connection_log(app: &TestApp, name: &str) -> Vec<Value> {
     app.read_log(&format!("&instance={name}&events=connection"))

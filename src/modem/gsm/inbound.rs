@@ -110,22 +110,34 @@ impl Gsm<'_> {
                 Settled::Done
             }
             Err(err) => {
-                // Kept as an event with the raw PDU, so nothing is lost and
-                // the storage slot is freed.
                 tracing::warn!(instance = %self.ctx.instance, error = %err, "an unreadable PDU; delivering it raw");
-                let now = Utc::now().timestamp();
-                let event = MessageData {
-                    id: uuid::Uuid::now_v7().to_string(),
-                    direction: Direction::Incoming,
-                    from: String::new(),
-                    to: self.own_number(),
-                    kind: "pdu".into(),
-                    content: hex.trim().to_owned(),
-                    timestamp: now,
-                    parts: 1,
-                };
-                self.commit_inbound(hex, vec![event.into_event(&self.ctx.instance)], Vec::new())
-                    .await
+                self.deliver_raw(hex).await
+            }
+        }
+    }
+
+    /// Commits a received PDU as an event holding the PDU itself (hex, which
+    /// any database stores), so nothing is lost and the storage slot is
+    /// freed when its content cannot be committed as it is.
+    async fn deliver_raw(&self, hex: &str) -> Settled {
+        let event = MessageData {
+            id: uuid::Uuid::now_v7().to_string(),
+            direction: Direction::Incoming,
+            from: String::new(),
+            to: self.own_number(),
+            kind: "pdu".into(),
+            content: hex.trim().to_owned(),
+            timestamp: Utc::now().timestamp(),
+            parts: 1,
+        };
+        match self
+            .append_inbound(hex, vec![event.into_event(&self.ctx.instance)], Vec::new())
+            .await
+        {
+            Ok(()) | Err(StoreError::Conflict(_)) => Settled::Done,
+            Err(err) => {
+                tracing::warn!(instance = %self.ctx.instance, error = %err, "could not commit a received PDU; it stays in the modem");
+                Settled::Deferred
             }
         }
     }
@@ -135,14 +147,36 @@ impl Gsm<'_> {
         &self,
         hex: &str,
         events: Vec<crate::event::NewEvent>,
-        mut changes: Vec<Change>,
+        changes: Vec<Change>,
     ) -> Settled {
+        match self.append_inbound(hex, events, changes).await {
+            Ok(()) => Settled::Done,
+            // Committed by an earlier run that did not get to delete it.
+            Err(StoreError::Conflict(_)) => Settled::Done,
+            // The database refuses what the message holds: retrying would
+            // refuse it forever and hold up every message behind it.
+            Err(err @ StoreError::Rejected { .. }) => {
+                tracing::warn!(instance = %self.ctx.instance, error = %err, "the database refuses a received message's content; delivering its PDU raw");
+                self.deliver_raw(hex).await
+            }
+            Err(err) => {
+                tracing::warn!(instance = %self.ctx.instance, error = %err, "could not commit a received message; it stays in the modem");
+                Settled::Deferred
+            }
+        }
+    }
+
+    async fn append_inbound(
+        &self,
+        hex: &str,
+        events: Vec<crate::event::NewEvent>,
+        mut changes: Vec<Change>,
+    ) -> Result<(), StoreError> {
         changes.push(Change::MarkInboundSeen {
             instance: self.ctx.instance.clone(),
             digest: digest(&self.ctx.instance, hex),
         });
-        match self
-            .ctx
+        self.ctx
             .log
             .append(Job {
                 events,
@@ -150,15 +184,7 @@ impl Gsm<'_> {
                 fence: None,
             })
             .await
-        {
-            Ok(_) => Settled::Done,
-            // Committed by an earlier run that did not get to delete it.
-            Err(StoreError::Conflict(_)) => Settled::Done,
-            Err(err) => {
-                tracing::warn!(instance = %self.ctx.instance, error = %err, "could not commit a received message; it stays in the modem");
-                Settled::Deferred
-            }
-        }
+            .map(drop)
     }
 
     async fn settle_message(&mut self, hex: &str, deliver: Deliver) -> Settled {
@@ -205,7 +231,13 @@ impl Gsm<'_> {
             reference: key.1,
             total: key.2,
             sequence,
-            content: deliver.text.clone(),
+            // The part is joined from `raw` where there is one, so the text
+            // kept beside it only has to be storable: PostgreSQL holds no
+            // U+0000 in a text column, and a sender may well put one there.
+            content: match &deliver.raw {
+                Some(_) => deliver.text.replace('\0', "\u{FFFD}"),
+                None => deliver.text.clone(),
+            },
             raw: deliver.raw.as_ref().map(pdu::PartText::to_stored),
             sent_at,
             received_at: now,
