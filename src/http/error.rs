@@ -32,8 +32,13 @@ pub enum ApiError {
     CursorExpired(String),
     #[error("{0}")]
     RateLimited(String),
+    /// The server holds all the connections it takes (503: retry later).
     #[error("{0}")]
     ConnectionLimit(String),
+    /// The credential or an instance it watches holds all the connections
+    /// it may (429: the client's own, until one of them closes).
+    #[error("{0}")]
+    ConnectionQuota(String),
     /// A stream's credential stopped holding: its instance was deleted.
     #[error("the instance this credential was issued for has been deleted; its key and tokens no longer work")]
     Revoked,
@@ -60,7 +65,7 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => "PAYLOAD_TOO_LARGE",
             ApiError::CursorExpired(_) => "CURSOR_EXPIRED",
             ApiError::RateLimited(_) => "RATE_LIMITED",
-            ApiError::ConnectionLimit(_) => "CONNECTION_LIMIT",
+            ApiError::ConnectionLimit(_) | ApiError::ConnectionQuota(_) => "CONNECTION_LIMIT",
             ApiError::Revoked => "CREDENTIAL_REVOKED",
             ApiError::Unavailable(_) => "SERVICE_UNAVAILABLE",
             ApiError::GatewayTimeout(_) => "GATEWAY_TIMEOUT",
@@ -95,6 +100,7 @@ impl ResponseError for ApiError {
             ApiError::CursorExpired(_) => StatusCode::GONE,
             ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::ConnectionLimit(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::ConnectionQuota(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::GatewayTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -111,7 +117,9 @@ impl ResponseError for ApiError {
         }
         let mut response = HttpResponse::build(self.status_code());
         match self {
-            ApiError::Unavailable(_) | ApiError::ConnectionLimit(_) => {
+            ApiError::Unavailable(_)
+            | ApiError::ConnectionLimit(_)
+            | ApiError::ConnectionQuota(_) => {
                 response.insert_header(("Retry-After", "2"));
             }
             ApiError::RateLimited(_) => {

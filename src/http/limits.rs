@@ -78,7 +78,7 @@ impl Connections {
             )));
         }
         if held.per_credential.get(credential).copied().unwrap_or(0) >= self.max_per_credential {
-            return Err(ApiError::ConnectionLimit(format!(
+            return Err(ApiError::ConnectionQuota(format!(
                 "this credential (with the tokens its key minted) already holds its maximum of {} \
                  connections",
                 self.max_per_credential
@@ -88,7 +88,7 @@ impl Connections {
             .iter()
             .any(|id| held.per_instance.get(id).copied().unwrap_or(0) >= self.max_per_instance)
         {
-            return Err(ApiError::ConnectionLimit(format!(
+            return Err(ApiError::ConnectionQuota(format!(
                 "an instance this credential watches already has its maximum of {} connections",
                 self.max_per_instance
             )));
@@ -238,7 +238,7 @@ mod tests {
         let _a2 = connections.acquire("a", &[alpha]).expect("second");
         assert!(matches!(
             connections.acquire("a", &[beta]),
-            Err(ApiError::ConnectionLimit(_))
+            Err(ApiError::ConnectionQuota(_))
         ));
         // Another credential of alpha (a token an admin minted for it)
         // takes alpha's last place.
@@ -247,7 +247,7 @@ mod tests {
             .expect("other credential");
         assert!(matches!(
             connections.acquire("c", &[alpha, beta]),
-            Err(ApiError::ConnectionLimit(_))
+            Err(ApiError::ConnectionQuota(_))
         ));
         let _c1 = connections.acquire("c", &[beta]).expect("beta has room");
         let _d1 = connections.acquire("d", &[]).expect("the admin's");

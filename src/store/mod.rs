@@ -398,7 +398,8 @@ impl Store {
 /// Creates the embedded database file readable by its owner only (it holds
 /// webhook URLs and headers, which carry receivers' secrets), before SQLite
 /// creates it with the process umask. SQLite gives its `-wal` and `-shm`
-/// files the database file's mode.
+/// files the database file's mode. A file an earlier version created with
+/// the umask's mode is made private too, with its `-wal` and `-shm`.
 fn create_private(path: &Path) -> anyhow::Result<()> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
@@ -409,9 +410,41 @@ fn create_private(path: &Path) -> anyhow::Result<()> {
     }
     match options.open(path) {
         Ok(_) => Ok(()),
-        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => make_private(path),
         Err(err) => {
             Err(err).with_context(|| format!("while creating the database file {}", path.display()))
         }
     }
+}
+
+#[cfg(unix)]
+fn make_private(path: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut files = vec![path.to_path_buf()];
+    for suffix in ["-wal", "-shm"] {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        files.push(name.into());
+    }
+    for file in files {
+        let mode = match std::fs::metadata(&file) {
+            Ok(meta) => meta.permissions().mode() & 0o777,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(err) => {
+                return Err(err).with_context(|| format!("while reading {}", file.display()))
+            }
+        };
+        if mode & 0o077 != 0 {
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).with_context(
+                || format!("while making {} readable by its owner only", file.display()),
+            )?;
+            tracing::warn!(file = %file.display(), was = format!("{mode:o}"), "the database file was readable by others; it is now 0600");
+        }
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn make_private(_: &Path) -> anyhow::Result<()> {
+    Ok(())
 }

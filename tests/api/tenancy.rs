@@ -192,7 +192,7 @@ on_both_backends! {
             .send()
             .await
             .expect("send");
-        assert_eq!(sse.status(), 503);
+        assert_eq!(sse.status(), 429);
         // Beta is another instance with its own room.
         let mut beta = app.ws(&format!("/ws?apikey={beta_key}")).await;
         beta.send_json(json!({ "type": "ping" })).await;
@@ -489,15 +489,46 @@ async fn the_embedded_database_is_readable_by_its_owner_only() {
     use std::os::unix::fs::PermissionsExt;
 
     let db = TestDb::new(Backend::Sqlite).await;
+    let files = ["switchboard.db", "switchboard.db-wal", "switchboard.db-shm"];
+    let modes = || {
+        files
+            .iter()
+            .map(|file| db.dir.path().join(file))
+            .filter(|path| path.exists())
+            .map(|path| {
+                (
+                    path.clone(),
+                    std::fs::metadata(&path).expect("stat").permissions().mode() & 0o777,
+                )
+            })
+            .collect::<Vec<_>>()
+    };
     let app = TestApp::spawn(&db).await;
     app.create_instance("alpha", quick_simulator()).await;
-    for file in ["switchboard.db", "switchboard.db-wal", "switchboard.db-shm"] {
-        let path = db.dir.path().join(file);
-        if file == "switchboard.db" || path.exists() {
-            let mode = std::fs::metadata(&path).expect("stat").permissions().mode();
-            assert_eq!(mode & 0o777, 0o600, "{file}: {:o}", mode & 0o777);
-        }
+    let created = modes();
+    assert!(
+        created
+            .iter()
+            .any(|(path, _)| path.ends_with("switchboard.db")),
+        "{created:?}"
+    );
+    assert!(
+        created.iter().all(|(_, mode)| *mode == 0o600),
+        "{created:?}"
+    );
+    app.stop().await;
+
+    // A file an earlier version left readable by others is made private
+    // when the server opens it.
+    for (path, _) in modes() {
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
     }
+    let app = TestApp::spawn(&db).await;
+    let reopened = modes();
+    assert!(
+        reopened.iter().all(|(_, mode)| *mode == 0o600),
+        "{reopened:?}"
+    );
     app.stop().await;
 }
 

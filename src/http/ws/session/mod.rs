@@ -566,7 +566,9 @@ fn close_code(err: &ApiError) -> CloseCode {
         ApiError::Revoked => CloseCode::Other(CLOSE_REVOKED),
         ApiError::CursorExpired(_) => CloseCode::Other(CLOSE_CURSOR_EXPIRED),
         ApiError::RateLimited(_) => CloseCode::Other(CLOSE_RATE_LIMITED),
-        ApiError::ConnectionLimit(_) | ApiError::Unavailable(_) => CloseCode::Again,
+        ApiError::ConnectionLimit(_) | ApiError::ConnectionQuota(_) | ApiError::Unavailable(_) => {
+            CloseCode::Again
+        }
         ApiError::Internal(_) => CloseCode::Error,
         _ => CloseCode::Policy,
     }
