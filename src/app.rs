@@ -247,9 +247,10 @@ impl Application {
                         let method = req.method().clone();
                         let path = req.path().to_owned();
                         let started = std::time::Instant::now();
-                        let response = srv.call(req);
+                        let response =
+                            http::query::refuse_undocumented(&req).map(|()| srv.call(req));
                         async move {
-                            let response = response.await?;
+                            let response = response?.await?;
                             tracing::debug!(
                                 %method,
                                 path = %http::truncate(&path, 200),

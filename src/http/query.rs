@@ -1,5 +1,7 @@
 //! Strict query strings: every REST and stream endpoint refuses a parameter
-//! it does not know, and a bad value is refused naming its parameter.
+//! it does not know (routes that read a query through [`Query`], and every
+//! other documented route through [`refuse_undocumented`]), and a bad value
+//! is refused naming its parameter.
 //!
 //! `instance=` (REST) and `instances=` (streams) are easy to swap; a server
 //! that ignored the wrong one would answer with every instance, which looks
@@ -67,6 +69,93 @@ pub fn parse<T: DeserializeOwned + IntoParams>(raw: &str) -> Result<T, ApiError>
             ))
         }
     })
+}
+
+/// Refuses a request whose query string names a parameter its route does
+/// not document: also on routes that read no query at all, where a wrong
+/// name would otherwise be ignored without a word. Run for every request
+/// (see `app.rs`); routes the document does not describe, CORS preflights,
+/// and WebSocket and event-stream requests (their own parser is strict)
+/// are left alone.
+pub fn refuse_undocumented(req: &actix_web::dev::ServiceRequest) -> Result<(), ApiError> {
+    let raw = req.query_string();
+    // A CORS preflight carries the query of the request it asks about.
+    if raw.is_empty()
+        || req.method() == actix_web::http::Method::OPTIONS
+        || is_stream(req.headers())
+    {
+        return Ok(());
+    }
+    let Some(pattern) = req.resource_map().match_pattern(req.path()) else {
+        return Ok(());
+    };
+    let Some(known) = documented_names(&pattern, req.method()) else {
+        return Ok(());
+    };
+    for (name, _) in form_urlencoded::parse(raw.as_bytes()) {
+        if !name.is_empty() && !known.iter().any(|k| *k == name) {
+            return Err(ApiError::BadRequest(unknown(&name, known)));
+        }
+    }
+    Ok(())
+}
+
+/// A WebSocket upgrade or an `Accept: text/event-stream` request.
+fn is_stream(headers: &actix_web::http::header::HeaderMap) -> bool {
+    use actix_web::http::header::{ACCEPT, UPGRADE};
+    let has = |name, value: &str| {
+        headers
+            .get_all(name)
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| v.to_ascii_lowercase().contains(value))
+    };
+    has(UPGRADE, "websocket") || has(ACCEPT, "text/event-stream")
+}
+
+/// The query parameters the OpenAPI document lists for an operation;
+/// `None` for an operation it does not describe.
+fn documented_names(pattern: &str, method: &actix_web::http::Method) -> Option<&'static [String]> {
+    use std::{collections::HashMap, sync::OnceLock};
+    use utoipa::openapi::{
+        path::{Operation, Parameter, ParameterIn},
+        RefOr,
+    };
+    static NAMES: OnceLock<HashMap<(String, String), Vec<String>>> = OnceLock::new();
+    let names = NAMES.get_or_init(|| {
+        let query = |params: &Option<Vec<RefOr<Parameter>>>| -> Vec<String> {
+            params
+                .iter()
+                .flatten()
+                .filter_map(|p| match p {
+                    RefOr::T(p) if matches!(p.parameter_in, ParameterIn::Query) => {
+                        Some(p.name.clone())
+                    }
+                    _ => None,
+                })
+                .collect()
+        };
+        let mut names = HashMap::new();
+        for (path, item) in &super::openapi::document().paths.paths {
+            let operations: [(&'static str, &Option<Operation>); 5] = [
+                ("GET", &item.get),
+                ("POST", &item.post),
+                ("PUT", &item.put),
+                ("DELETE", &item.delete),
+                ("OPTIONS", &item.options),
+            ];
+            for (method, operation) in operations {
+                if let Some(operation) = operation {
+                    let mut known = query(&item.parameters);
+                    known.extend(query(&operation.parameters));
+                    names.insert((path.clone(), method.to_owned()), known);
+                }
+            }
+        }
+        names
+    });
+    names
+        .get(&(pattern.to_owned(), method.as_str().to_owned()))
+        .map(Vec::as_slice)
 }
 
 /// The message for a parameter the route does not take.

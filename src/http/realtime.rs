@@ -138,6 +138,13 @@ pub fn admit(
     let instances = match &endpoint.instance {
         Some(raw) => {
             let name = InstanceName::parse(raw).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+            // Ignoring them would watch another set than the client named.
+            if params.instances.is_some() || params.instance.is_some() {
+                return Err(ApiError::BadRequest(format!(
+                    "this stream watches instance '{name}' (its path): leave out 'instances', \
+                     or open /ws?instances=... to watch others"
+                )));
+            }
             if !scope.can_see(&name) {
                 return Err(ApiError::Forbidden(format!(
                     "this credential may not watch instance '{name}'"

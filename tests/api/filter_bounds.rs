@@ -97,6 +97,12 @@ on_both_backends! {
             assert_eq!(ws.json(WAIT).await["data"]["code"], code, "{query}");
             assert_eq!(ws.closed(WAIT).await.0, 1008, "{query}");
         }
+        // A stream on one instance's path names no others (they were
+        // ignored, and the client watched another set than it asked for).
+        let mut one = app.ws(&format!("/ws/alpha?apikey={key}&instances=beta")).await;
+        let refusal = one.json(WAIT).await;
+        assert_eq!(refusal["data"]["code"], "BAD_REQUEST", "{refusal}");
+        assert_eq!(one.closed(WAIT).await.0, 1008);
         everything.close().await;
         some.close().await;
         app.stop().await;

@@ -127,6 +127,57 @@ fn every_operation_has_an_id_a_summary_and_an_example_answer() {
     }
 }
 
+/// Every documented route refuses a query parameter it does not take,
+/// naming it, also the routes that read no query at all (a misspelt
+/// `instance=` there was ignored, so the answer looked right and was not).
+/// The instance `alpha` exists and is left as it was: the refusal comes
+/// before anything is done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_refuses_a_query_parameter_it_does_not_take_and_names_it() {
+    let db = TestDb::new(crate::helpers::Backend::Sqlite).await;
+    let app = TestApp::spawn(&db).await;
+    app.create_instance("alpha", crate::helpers::quick_simulator())
+        .await;
+    let mut checked = 0;
+    for (path, methods) in documented_routes() {
+        let concrete = path
+            .split('/')
+            .map(|segment| match segment.starts_with('{') {
+                true => "alpha",
+                false => segment,
+            })
+            .collect::<Vec<_>>()
+            .join("/");
+        for method in methods.iter().filter(|m| *m != "OPTIONS") {
+            let method = reqwest::Method::from_bytes(method.as_bytes()).expect("a method");
+            let answer = app
+                .http
+                .request(
+                    method.clone(),
+                    app.url(&format!("{concrete}?instanceNmae=alpha")),
+                )
+                .header("apikey", &app.admin_key)
+                .send()
+                .await
+                .expect("send");
+            let status = answer.status();
+            let body = answer.text().await.expect("a body");
+            assert_eq!(status, 400, "{method} {path}: {body}");
+            assert!(body.contains("instanceNmae"), "{method} {path}: {body}");
+            checked += 1;
+        }
+    }
+    assert!(checked > 30, "only {checked} operations checked");
+    // Nothing was done: alpha is still there.
+    let alpha = app
+        .admin(reqwest::Method::GET, "/instance/connectionState/alpha")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(alpha.status(), 200);
+    app.stop().await;
+}
+
 on_both_backends! {
     async fn the_document_and_its_reference_page_are_served_without_a_key(backend: Backend) {
         let db = TestDb::new(backend).await;
@@ -150,7 +201,13 @@ on_both_backends! {
         assert!(page.text().await.expect("html").contains("swagger-ui"));
         let init = app.http.get(app.url("/docs/swagger-initializer.js")).send().await.expect("get");
         assert_eq!(init.status(), 200);
-        assert!(init.text().await.expect("js").contains("/openapi.json"));
+        let init = init.text().await.expect("js");
+        assert!(init.contains("/openapi.json"));
+        // Offline: the page sends the document to no outside validator.
+        assert!(
+            init.lines().any(|l| l.contains("\"validatorUrl\"") && l.contains("\"none\"")),
+            "{init}"
+        );
         let missing = app.http.get(app.url("/docs/nope.js")).send().await.expect("get");
         assert_eq!(missing.status(), 404);
         let body: Value = missing.json().await.expect("a JSON error");

@@ -162,6 +162,11 @@ fn root() {}
             body = String, example = "retry: 3000\n\nid: 1042\nevent: message\ndata: {\"id\":1042,\"seq\":17,\"event\":\"message\",\"instance\":\"alpha\",\"timestamp\":\"2026-11-22T10:30:00.123456Z\",\"data\":{}}\n\n"),
         (status = 410, description = "`since` is older than the retained log", body = ErrorBody,
             example = json!({"error": {"code": "CURSOR_EXPIRED", "message": "events after 3 were deleted by retention"}})),
+        (status = 429, description = "The credential (with the tokens its key minted), or an instance it \
+            watches, already holds all the streams it may; one must close first", body = ErrorBody,
+            example = json!({"error": {"code": "CONNECTION_LIMIT", "message": "this credential (with the tokens its key minted) already holds its maximum of 100 connections"}})),
+        (status = 503, description = "The server holds its maximum of connections; retry later", body = ErrorBody,
+            example = json!({"error": {"code": "CONNECTION_LIMIT", "message": "the server holds its maximum of 10000 connections; retry later"}})),
     ),
 )]
 #[allow(dead_code)]
@@ -235,7 +240,10 @@ fn docs_asset(file: &str) -> Result<HttpResponse, ApiError> {
             utoipa_swagger_ui::Config::new(["/openapi.json"])
                 .try_it_out_enabled(true)
                 .persist_authorization(true)
-                .display_operation_id(true),
+                .display_operation_id(true)
+                // The page runs offline: it sends the document to no
+                // outside validator.
+                .validator_url("none"),
         )
     });
     let found = utoipa_swagger_ui::serve(file, config.clone())
@@ -456,11 +464,6 @@ fn add_errors(
     let has_instance = params
         .iter()
         .any(|p| p.name == "instance" && p.parameter_in == ParameterIn::Path);
-    let has_query = params.iter().any(|p| p.parameter_in == ParameterIn::Query);
-    // A pool's name in the path is checked like an instance's.
-    let has_pool = params
-        .iter()
-        .any(|p| p.name == "pool" && p.parameter_in == ParameterIn::Path);
     if has_instance {
         add_error(
             operation,
@@ -470,15 +473,14 @@ fn add_errors(
             "instance 'alpha' not found",
         );
     }
-    if has_instance || has_pool || has_query || operation.request_body.is_some() {
-        add_error(
-            operation,
-            400,
-            "BAD_REQUEST",
-            "a parameter or the body is not valid",
-            "unknown query parameter 'instances': did you mean 'instance'?",
-        );
-    }
+    // Every route refuses a query parameter it does not take.
+    add_error(
+        operation,
+        400,
+        "BAD_REQUEST",
+        "a query parameter the route does not take, or a parameter or the body that is not valid",
+        "unknown query parameter 'instances': did you mean 'instance'?",
+    );
     if operation.request_body.is_some() {
         add_error(
             operation,
