@@ -526,6 +526,27 @@ async fn seed_002_the_browser_websocket_and_event_source_examples_run_as_written
         "{:?}",
         browser.console
     );
+
+    // The seed's C++ client (its library is in no registry here) offers the
+    // subprotocols `chat` and `json`. A browser offering them fails the
+    // handshake unless one is chosen: it opens, told `json`.
+    let offer = format!(
+        "const offered = new WebSocket('ws://127.0.0.1:{}/ws', ['chat', 'json']);\n\
+         offered.onopen = () => {{ console.log('protocol: ' + offered.protocol); offered.close(); }};\n\
+         offered.onerror = () => console.log('handshake failed');",
+        app.port
+    );
+    assert_eq!(browser.run_script(&offer).await, None);
+    browser
+        .wait_console("the offer's answer", |l| {
+            l.starts_with("protocol: ") || l == "handshake failed"
+        })
+        .await;
+    assert!(
+        browser.console.contains(&"protocol: json".to_owned()),
+        "{:?}",
+        browser.console
+    );
     drop(browser);
     app.stop().await;
 }

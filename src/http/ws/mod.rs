@@ -27,6 +27,10 @@
 //! resets its reconnect backoff whenever a socket opens and would otherwise
 //! retry every two seconds forever.
 //!
+//! A client may offer subprotocols (`Sec-WebSocket-Protocol`); the server
+//! selects `json` when it is offered (seed 002's client offers `chat` and
+//! `json`), and none otherwise.
+//!
 //! # Frames
 //!
 //! Events are the envelope of DESIGN.md (`id`, `seq`, `event`, `instance`,
@@ -268,9 +272,13 @@ where
             .revocable(admission.revocation);
         (admission.scope, admission.slot, feed, admission.client)
     });
+    let subprotocol = match subprotocol(&head.headers) {
+        Some(chosen) => format!("sec-websocket-protocol: {chosen}\r\n"),
+        None => String::new(),
+    };
     let response = format!(
         "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\n\
-         sec-websocket-accept: {}\r\n\r\n",
+         sec-websocket-accept: {}\r\n{subprotocol}\r\n",
         String::from_utf8_lossy(&accept_key)
     );
     let sent = tokio::time::timeout(HANDSHAKE_GRACE, io.write_all(response.as_bytes())).await;
@@ -320,9 +328,40 @@ async fn http_error<T: AsyncWrite + Unpin>(io: &mut T, err: &ApiError) -> std::i
     io.shutdown().await
 }
 
+/// The subprotocol the server speaks, `json`, when the client offers it
+/// among its `Sec-WebSocket-Protocol` values. A client that offers
+/// subprotocols expects one back (browsers fail the handshake otherwise),
+/// and one may only be chosen from the offer (RFC 6455 4.2.2), so a client
+/// offering others gets none and decides for itself.
+fn subprotocol(headers: &actix_web::http::header::HeaderMap) -> Option<&'static str> {
+    headers
+        .get_all(actix_web::http::header::SEC_WEBSOCKET_PROTOCOL)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|offered| offered.trim() == "json")
+        .then_some("json")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_is_chosen_only_when_offered() {
+        use actix_web::http::header::{HeaderMap, HeaderValue, SEC_WEBSOCKET_PROTOCOL};
+        let offer = |values: &[&'static str]| {
+            let mut headers = HeaderMap::new();
+            for value in values {
+                headers.append(SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(value));
+            }
+            subprotocol(&headers)
+        };
+        assert_eq!(offer(&["chat, json"]), Some("json"));
+        assert_eq!(offer(&["chat", "json"]), Some("json"));
+        assert_eq!(offer(&["chat"]), None);
+        assert_eq!(offer(&["jsonx"]), None);
+        assert_eq!(offer(&[]), None);
+    }
 
     #[test]
     fn websocket_paths_name_their_instance_or_their_profile() {
