@@ -78,6 +78,13 @@ fn the_dockerfile_builds_in_stages_and_runs_as_a_user_with_a_health_check() {
         "non-root"
     );
     assert!(text.contains("HEALTHCHECK"), "health check");
+    // The webhook client verifies https:// receivers against the system's
+    // CA store: the image that runs the server must have one.
+    let runtime = &text[text.rfind("FROM ").expect("a FROM")..];
+    assert!(
+        runtime.contains("ca-certificates"),
+        "the runtime image installs ca-certificates"
+    );
     let example = concat!(env!("CARGO_MANIFEST_DIR"), "/docker/.env.example");
     let env = std::fs::read_to_string(example).expect("docker/.env.example exists");
     assert!(env.contains("SWITCHBOARD__AUTH__API_KEY"));
