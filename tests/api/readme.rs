@@ -113,6 +113,15 @@ fn script(blocks: &[Block], binary: &Path) -> (String, Vec<usize>) {
     let mut run = Vec::new();
     for (index, block) in blocks.iter().enumerate() {
         if !matches!(block.lang.as_str(), "sh" | "bash" | "python") {
+            // Outputs and settings are shown, not run; code in another
+            // language must say where it runs instead.
+            assert!(
+                matches!(block.lang.as_str(), "json" | "toml" | "text") || block.mark.is_some(),
+                "README line {}: a {} example this test cannot run; mark it \
+                 `<!-- readme-test: skip (where it is run instead) -->`",
+                block.line,
+                block.lang
+            );
             continue;
         }
         match block.mark.as_deref() {
