@@ -551,6 +551,48 @@ async fn seed_002_the_browser_websocket_and_event_source_examples_run_as_written
     app.stop().await;
 }
 
+/// Seed 003's client resets its backoff whenever a socket opens, so on the
+/// feed endpoints every refusal comes at the handshake, not only a bad
+/// credential: a client over its connection quota is told 429 there and
+/// backs off instead of reconnecting every two seconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_003_a_feed_over_its_quota_is_refused_at_the_handshake() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let mut settings = test_settings(&db);
+    settings.limits.max_connections_per_credential = 1;
+    let app = TestApp::spawn_with(settings).await;
+    app.create_instance("alpha", quick_simulator()).await;
+    let minted: Value = app
+        .admin(Method::POST, "/auth/token")
+        .json(&json!({ "instances": ["alpha"] }))
+        .send()
+        .await
+        .expect("mint")
+        .json()
+        .await
+        .expect("json");
+    let token = minted["token"].as_str().expect("token");
+    // Admitted before its 101, so it holds the credential's one place.
+    let first = app.ws(&format!("/ws/feed?token={token}")).await;
+
+    let mut raw = tokio::net::TcpStream::connect(("127.0.0.1", app.port))
+        .await
+        .expect("connect");
+    raw.write_all(crate::rfc6455::handshake_request(&format!("/ws/feed?token={token}")).as_bytes())
+        .await
+        .expect("handshake");
+    let mut answer = Vec::new();
+    tokio::time::timeout(WAIT, raw.read_to_end(&mut answer))
+        .await
+        .expect("answer")
+        .expect("read");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 429"), "{answer}");
+    assert!(answer.contains("CONNECTION_LIMIT"), "{answer}");
+    first.close().await;
+    app.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seed_003_the_feed_client_reads_typed_frames_and_backs_off_on_a_bad_token() {
     let db = TestDb::new(Backend::Sqlite).await;

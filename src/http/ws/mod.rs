@@ -22,10 +22,11 @@
 //! the hub then too: every event committed after a client saw its handshake
 //! succeed reaches it. A refusal still completes the handshake, so it can be
 //! explained with an error frame before the close code, except in the `feed`
-//! profile: there a bad credential is answered `401` (`429` once its address
-//! is rate limited) to the handshake itself, because seed 003's client
-//! resets its reconnect backoff whenever a socket opens and would otherwise
-//! retry every two seconds forever.
+//! profile: there every refusal is answered to the handshake itself (a bad
+//! credential `401`, `429` once its address is rate limited or the
+//! credential holds all its streams, ...), because seed 003's client resets
+//! its reconnect backoff whenever a socket opens and would otherwise retry
+//! every two seconds forever.
 //!
 //! A client may offer subprotocols (`Sec-WebSocket-Protocol`); the server
 //! selects `json` when it is offered (seed 002's client offers `chat` and
@@ -272,6 +273,15 @@ where
             .revocable(admission.revocation);
         (admission.scope, admission.slot, feed, admission.client)
     });
+    // The feed profile's client would take an opened socket for success
+    // and reset its backoff (see above): every refusal is the handshake's.
+    if profile == StreamProfile::Feed {
+        if let Err(err) = &admitted {
+            tracing::debug!(code = err.code(), "feed websocket refused at the handshake");
+            let _ = tokio::time::timeout(HANDSHAKE_GRACE, http_error(&mut io, err)).await;
+            return;
+        }
+    }
     let subprotocol = match subprotocol(&head.headers) {
         Some(chosen) => format!("sec-websocket-protocol: {chosen}\r\n"),
         None => String::new(),
@@ -318,6 +328,7 @@ async fn http_error<T: AsyncWrite + Unpin>(io: &mut T, err: &ApiError) -> std::i
             body.len(),
             match err {
                 ApiError::RateLimited(_) => "retry-after: 60\r\n",
+                ApiError::ConnectionLimit(_) | ApiError::ConnectionQuota(_) => "retry-after: 2\r\n",
                 _ => "",
             }
         )
