@@ -9,7 +9,12 @@
 //!   listener that never ends, hardware);
 //! - `<!-- readme-test: background, wait for HOST:PORT -->`: started in the
 //!   background (with `cargo run --release --` meaning the binary under
-//!   test), then waited for until HOST:PORT takes connections.
+//!   test), then waited for until HOST:PORT takes connections;
+//! - `<!-- readme-test: listener (why) -->`: a Python client that runs until
+//!   stopped: started in the background with `ADMIN_KEY` replaced by the
+//!   key in `data/admin.key` (as the reader is told to), left running while
+//!   the blocks after it run, and stopped at the end; its output must show
+//!   its `# →` lines and no traceback.
 //!
 //! Inside a block, a comment `# → TEXT` states what the commands before it
 //! print; `…` stands for anything. Whitespace does not count. Outputs are
@@ -111,6 +116,7 @@ fn script(blocks: &[Block], binary: &Path) -> (String, Vec<usize>) {
          }\n",
     );
     let mut run = Vec::new();
+    let mut listeners = Vec::new();
     for (index, block) in blocks.iter().enumerate() {
         if !matches!(block.lang.as_str(), "sh" | "bash" | "python") {
             // Outputs and settings are shown, not run; code in another
@@ -142,6 +148,20 @@ fn script(blocks: &[Block], binary: &Path) -> (String, Vec<usize>) {
                 }
                 script.push_str(&format!("wait_for_port {address}\n"));
             }
+            Some(mark) if mark.starts_with("listener") => {
+                assert_eq!(
+                    block.lang, "python",
+                    "README line {}: a listener is Python",
+                    block.line
+                );
+                run.push(index);
+                script.push_str(&format!(
+                    "sed \"s/ADMIN_KEY/$(cat data/admin.key)/g\" > listener-{index}.py <<'README_PY'\n{}README_PY\n\
+                     python3 -u listener-{index}.py > listener-{index}.log 2>&1 &\n",
+                    block.text
+                ));
+                listeners.push(index);
+            }
             Some(other) => panic!("README line {}: unknown mark {other:?}", block.line),
             None => {
                 run.push(index);
@@ -156,6 +176,12 @@ fn script(blocks: &[Block], binary: &Path) -> (String, Vec<usize>) {
                 }
             }
         }
+    }
+    // What the listeners printed while the rest ran, each under its marker.
+    for index in &listeners {
+        script.push_str(&format!(
+            "echo; echo '@@@ block {index}'\ncat listener-{index}.log\n"
+        ));
     }
     script.push_str("echo; echo '@@@ end'\nkill $(jobs -p) 2>/dev/null\nwait\n");
     (script, run)
@@ -221,6 +247,11 @@ async fn every_example_in_the_readme_runs_in_order_as_written_and_prints_what_it
                 .find("\n@@@ ")
                 .unwrap_or(stdout.len() - start);
         let printed = &stdout[start..end];
+        assert!(
+            !printed.contains("Traceback"),
+            "README line {}: the example failed:\n{printed}",
+            block.line
+        );
         let expected = expectations(&block.text);
         if let Some(unmet) = first_unmet(printed, &expected) {
             panic!(
