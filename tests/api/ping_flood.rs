@@ -192,3 +192,48 @@ async fn a_client_that_reads_only_a_trickle_of_what_it_is_owed_is_closed_as_stuc
     .await;
     app.stop().await;
 }
+
+/// A client that sends requests as fast as it may (the message rate limit
+/// raised out of the way) and reads none of the answers is closed with 4002
+/// once `MAX_REPLY_BACKLOG` bytes of replies wait unread: what the server
+/// owes it stays bounded however long it goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_reads_none_of_its_replies_is_closed_once_they_pile_up() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let mut settings = test_settings(&db);
+    settings.limits.client_messages_per_sec = 1_000_000;
+    settings.limits.client_message_burst = 1_000_000;
+    let app = TestApp::spawn_with(settings).await;
+    app.create_instance("alpha", quick_simulator()).await;
+    let socket = small_window_socket(app.port).await;
+    let mut flood = RawWs::upgrade(socket, &format!("/ws/alpha?apikey={}", app.admin_key)).await;
+    let connections = || app.hub.stats().connections.load(Ordering::Relaxed);
+    assert_eq!(connections(), 1);
+
+    let batch: Vec<u8> = (0..256)
+        .flat_map(|_| frame(0x81, br#"{"type": "ping"}"#, true))
+        .collect();
+    let started = Instant::now();
+    let (mut sent, mut max_owed) = (0, 0);
+    while connections() > 0 && sent < FLOOD_BYTES && started.elapsed() < FLOOD_TIME {
+        max_owed = max_owed.max(app.hub.stats().owed_bytes.load(Ordering::Relaxed));
+        match tokio::time::timeout(Duration::from_millis(100), flood.stream.write_all(&batch)).await
+        {
+            Ok(Ok(())) => sent += batch.len(),
+            Ok(Err(_)) => break,
+            Err(_) => continue,
+        }
+    }
+    assert!(
+        max_owed <= MAX_OWED,
+        "the server owed the client {max_owed} bytes at once"
+    );
+    wait_for("the client to be dropped", WAIT, async || {
+        connections() == 0
+    })
+    .await;
+    // Reading at last, it finds its pongs, then why it was closed.
+    let (code, _) = flood.close(WAIT).await;
+    assert_eq!(code, Some(4002), "after {sent} bytes of requests");
+    app.stop().await;
+}
