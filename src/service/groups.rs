@@ -3,8 +3,10 @@
 //!
 //! Everything here is bounded (`[limits]`): members named in one request,
 //! members of one group in total, groups of one instance. A group's size is
-//! checked and changed under the instance's group lock, so two concurrent
-//! requests cannot both fit under the limit and pass it together.
+//! checked here under the instance's group lock (so a request that does not
+//! fit is told why with a 400), and again in the commit that changes it
+//! (`store::Change::CreateGroup`, `AddGroupMembers`): requests to several
+//! nodes at once cannot pass the bound together (the later one is a 409).
 
 use chrono::Utc;
 
@@ -98,7 +100,10 @@ impl Service {
         self.log
             .append(Job {
                 events: vec![event],
-                changes: vec![Change::CreateGroup(group.clone())],
+                changes: vec![Change::CreateGroup {
+                    group: group.clone(),
+                    max_groups: limits.max_groups_per_instance,
+                }],
                 fence: None,
             })
             .await?;
@@ -126,6 +131,7 @@ impl Service {
                     instance: name.clone(),
                     id: group_id.to_owned(),
                     members: members.clone(),
+                    max_members: self.settings.limits.max_group_members,
                 },
             ),
             "remove" => (

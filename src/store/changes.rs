@@ -333,7 +333,23 @@ pub(super) async fn apply_changes(tx: &mut Tx<'_>, changes: &[Change]) -> Result
                 )
                 .await?;
             }
-            Change::CreateGroup(row) => {
+            Change::CreateGroup {
+                group: row,
+                max_groups,
+            } => {
+                let (groups,): (i64,) = tx
+                    .fetch_one(
+                        Stmt::new("SELECT COUNT(*) FROM groups WHERE instance = $1")
+                            .bind(row.instance.as_str()),
+                    )
+                    .await?;
+                if groups >= i64::try_from(*max_groups).unwrap_or(i64::MAX) {
+                    return Err(StoreError::Conflict(format!(
+                        "instance '{}' already has its maximum of {max_groups} groups \
+                         (limits.max_groups_per_instance)",
+                        row.instance
+                    )));
+                }
                 tx.execute(
                     Stmt::new(
                         "INSERT INTO groups (instance, id, name, owner, created_us) \
@@ -352,9 +368,27 @@ pub(super) async fn apply_changes(tx: &mut Tx<'_>, changes: &[Change]) -> Result
                 instance,
                 id,
                 members,
+                max_members,
             } => {
                 group_exists(tx, instance, id).await?;
                 add_members(tx, dialect, instance, id, members).await?;
+                // Every commit holds the log head's lock (see commit.rs), so
+                // this count sees every member another node added.
+                let (count,): (i64,) = tx
+                    .fetch_one(
+                        Stmt::new(
+                            "SELECT COUNT(*) FROM group_members WHERE instance = $1 AND group_id = $2",
+                        )
+                        .bind(instance.as_str())
+                        .bind(id),
+                    )
+                    .await?;
+                if count > i64::try_from(*max_members).unwrap_or(i64::MAX) {
+                    return Err(StoreError::Conflict(format!(
+                        "group '{id}' would have {count} members, more than its maximum of \
+                         {max_members} (limits.max_group_members)"
+                    )));
+                }
             }
             Change::RemoveGroupMembers {
                 instance,

@@ -47,7 +47,13 @@ pub enum Change {
         status: DeliveryStatus,
     },
     /// A new group with its first members.
-    CreateGroup(GroupRow),
+    /// Creates a group, refused (`Conflict`) when its instance already has
+    /// `max_groups`: checked in the commit, so nodes writing at once cannot
+    /// pass the bound together.
+    CreateGroup {
+        group: GroupRow,
+        max_groups: usize,
+    },
     SetRetention {
         name: InstanceName,
         retention: Retention,
@@ -62,11 +68,14 @@ pub enum Change {
     SetWebhook {
         webhook: WebhookRow,
     },
-    /// Adds members to an existing group (present ones are left alone).
+    /// Adds members to an existing group (present ones are left alone),
+    /// refused (`Conflict`) when the group would have more than
+    /// `max_members`: checked in the commit, like `CreateGroup`'s bound.
     AddGroupMembers {
         instance: InstanceName,
         id: String,
         members: Vec<String>,
+        max_members: usize,
     },
     RemoveGroupMembers {
         instance: InstanceName,

@@ -322,6 +322,74 @@ async fn retention_beyond_its_range_is_refused_with_the_range_named() {
 }
 
 on_both_backends! {
+    // The group bounds hold in the commit as well as in the request: two
+    // nodes' requests that each fit on their own (here: their jobs, sent
+    // straight to the log as each node's service would after its check)
+    // cannot pass a bound together, and the one refused changes nothing.
+    async fn group_bounds_hold_in_the_commit_whatever_each_request_saw(backend: Backend) {
+        use switchboard::{domain::InstanceName, store::{Change, GroupRow, Job, StoreError}};
+        let db = TestDb::new(backend).await;
+        let app = TestApp::spawn(&db).await;
+        app.create_instance("alpha", quick_simulator()).await;
+        let created: Value = app
+            .admin(Method::POST, "/group/create/alpha")
+            .json(&json!({ "subject": "team", "participants": ["+15551110001"] }))
+            .send()
+            .await
+            .expect("send")
+            .json()
+            .await
+            .expect("json");
+        let jid = created["id"].as_str().expect("group id").to_owned();
+        let alpha = InstanceName::parse("alpha").expect("a name");
+        let add = |first: u32| Job {
+            events: Vec::new(),
+            changes: vec![Change::AddGroupMembers {
+                instance: alpha.clone(),
+                id: jid.clone(),
+                members: (first..first + 6).map(|n| format!("+1555222{n:04}")).collect(),
+                max_members: 10,
+            }],
+            fence: None,
+        };
+        app.log.append(add(0)).await.expect("7 members of 10");
+        let refused = app.log.append(add(100)).await.expect_err("13 members of 10");
+        assert!(
+            matches!(&refused, StoreError::Conflict(m) if m.contains("limits.max_group_members")),
+            "{refused:?}"
+        );
+        let listed: Value = app.get_json("/group/fetchAllGroups/alpha").await;
+        assert_eq!(listed[0]["participants"].as_array().map(Vec::len), Some(7), "{listed}");
+
+        // alpha has one group; a second one where one is the most is refused.
+        let group = |id: &str| GroupRow {
+            instance: alpha.clone(),
+            id: id.to_owned(),
+            name: "another".into(),
+            owner: "+15550001000".into(),
+            participants: vec!["+15551110001".into()],
+            created_at: chrono::Utc::now(),
+        };
+        let refused = app
+            .log
+            .append(Job {
+                events: Vec::new(),
+                changes: vec![Change::CreateGroup { group: group("x@g.us"), max_groups: 1 }],
+                fence: None,
+            })
+            .await
+            .expect_err("a second group of one");
+        assert!(
+            matches!(&refused, StoreError::Conflict(m) if m.contains("limits.max_groups_per_instance")),
+            "{refused:?}"
+        );
+        let listed: Value = app.get_json("/group/fetchAllGroups/alpha").await;
+        assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+        app.stop().await;
+    }
+}
+
+on_both_backends! {
     async fn groups_and_sends_are_bounded_and_a_huge_send_leaves_the_instance_responsive(backend: Backend) {
         let db = TestDb::new(backend).await;
         let mut settings = test_settings(&db);
