@@ -100,17 +100,23 @@ impl Service {
             Some(_) => NumberRules::default(),
             None => self.number_rules(name)?,
         };
-        let recipients: Vec<String> = match &group {
+        // The recipients, and the first as a parsed number: the parts depend
+        // on the text alone (every recipient is a parsed number), so its
+        // count holds for all. Parsing a number is the dearest step of an
+        // accept (tens of µs): each is parsed once.
+        let (recipients, first): (Vec<String>, PhoneNumber) = match &group {
             Some(group_id) => {
                 let group = self.group(name, group_id).await?;
-                if group.participants.is_empty() {
-                    return Err(ServiceError::Invalid(format!(
-                        "group '{group_id}' has no participants"
-                    )));
-                }
-                group.participants
+                let first = group.participants.first().ok_or_else(|| {
+                    ServiceError::Invalid(format!("group '{group_id}' has no participants"))
+                })?;
+                let first = PhoneNumber::parse_with(first, &NumberRules::STORED)?;
+                (group.participants, first)
             }
-            None => vec![PhoneNumber::parse_with(&number, &rules)?.to_string()],
+            None => {
+                let parsed = PhoneNumber::parse_with(&number, &rules)?;
+                (vec![parsed.to_string()], parsed)
+            }
         };
 
         // One message (an outbox row and two events) per recipient: a send
@@ -123,16 +129,7 @@ impl Service {
                 recipients.len()
             )));
         }
-        // The parts depend on the text alone (every recipient is a parsed
-        // number), so the first recipient's count holds for all.
-        let first = recipients
-            .first()
-            .ok_or_else(|| ServiceError::Invalid("no recipient".into()))?;
-        let parts = modem::part_count(
-            &PhoneNumber::parse_with(first, &NumberRules::STORED)?,
-            &text,
-        )
-        .map_err(ServiceError::Invalid)?;
+        let parts = modem::part_count(&first, &text).map_err(ServiceError::Invalid)?;
         let pool_name = pool.as_ref().map(|p| p.name.clone());
         let mut job = Job::default();
         let mut messages = Vec::with_capacity(recipients.len());
