@@ -380,19 +380,68 @@ fn sent_ids(log: &[Value]) -> Vec<String> {
         .collect()
 }
 
+/// What the nodes under `dir` logged about their drivers, leases and
+/// shutdowns (every `server-*.log` of every node, the lines that matter,
+/// the last 300): for a failure's message, since the processes are gone.
+fn nodes_said(dir: &std::path::Path) -> String {
+    let mut lines = Vec::new();
+    let mut files: Vec<_> = walk(dir)
+        .into_iter()
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("server-"))
+        })
+        .collect();
+    files.sort();
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap_or_default();
+        lines.push(format!("== {}", file.display()));
+        lines.extend(
+            text.lines()
+                .filter(|l| {
+                    l.contains("WARN")
+                        || l.contains("ERROR")
+                        || l.contains("lease")
+                        || l.contains("stop")
+                })
+                .map(str::to_owned),
+        );
+    }
+    let start = lines.len().saturating_sub(300);
+    lines[start..].join("\n")
+}
+
+/// Every file under `dir`.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(walk(&path));
+        } else {
+            found.push(path);
+        }
+    }
+    found
+}
+
 /// Every accepted text (`(id, text)`) reached the modem exactly once and
-/// has exactly one `sent` in the log.
-fn each_sent_once(sim: &SimHandle, texts: &[(String, String)], log: &[Value]) {
+/// has exactly one `sent` in the log; `said` is what the nodes logged, for
+/// the failure's message.
+fn each_sent_once(sim: &SimHandle, texts: &[(String, String)], log: &[Value], said: &str) {
     let mut submitted: Vec<String> = sim.submitted().iter().map(|s| s.text.clone()).collect();
     submitted.sort();
     let mut accepted: Vec<String> = texts.iter().map(|(_, t)| t.clone()).collect();
     accepted.sort();
-    assert_eq!(submitted, accepted, "every text went to the modem once");
+    assert_eq!(
+        submitted, accepted,
+        "every text went to the modem once; the nodes said:\n{said}"
+    );
     let mut sent = sent_ids(log);
     sent.sort();
     let mut ids: Vec<String> = texts.iter().map(|(id, _)| id.clone()).collect();
     ids.sort();
-    assert_eq!(sent, ids, "one `sent` per text");
+    assert_eq!(sent, ids, "one `sent` per text; the nodes said:\n{said}");
 }
 
 /// The partition of invariant 3: the owner is paused past its lease,
@@ -745,7 +794,7 @@ async fn a_rolling_restart_of_every_node_loses_and_repeats_nothing() {
     })
     .await;
 
-    each_sent_once(&sim, &texts, &log);
+    each_sent_once(&sim, &texts, &log, &nodes_said(db.dir.path()));
     for sms in &inbound {
         let copies = log
             .iter()
@@ -813,7 +862,7 @@ async fn an_owner_stopped_mid_send_finishes_its_part_and_nothing_is_sent_twice()
         texts.iter().all(|(id, _)| sent.contains(id)).then_some(log)
     })
     .await;
-    each_sent_once(&sim, &texts, &log);
+    each_sent_once(&sim, &texts, &log, &nodes_said(db.dir.path()));
 }
 
 /// `restart`, `logout` and `connect` through a node that does not drive
