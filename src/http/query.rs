@@ -102,14 +102,11 @@ pub fn refuse_undocumented(req: &actix_web::dev::ServiceRequest) -> Result<(), A
 
 /// A WebSocket upgrade or an `Accept: text/event-stream` request.
 fn is_stream(headers: &actix_web::http::header::HeaderMap) -> bool {
-    use actix_web::http::header::{ACCEPT, UPGRADE};
-    let has = |name, value: &str| {
-        headers
-            .get_all(name)
-            .filter_map(|v| v.to_str().ok())
-            .any(|v| v.to_ascii_lowercase().contains(value))
-    };
-    has(UPGRADE, "websocket") || has(ACCEPT, "text/event-stream")
+    let upgrade = headers
+        .get_all(actix_web::http::header::UPGRADE)
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.eq_ignore_ascii_case("websocket"));
+    upgrade || super::sse::accepts_event_stream(headers)
 }
 
 /// The query parameters the OpenAPI document lists for an operation;

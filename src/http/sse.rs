@@ -78,8 +78,12 @@ pub async fn stream_plain(
 
 /// Whether a request asks for an event stream (`Accept: text/event-stream`).
 pub fn wants_event_stream(ctx: &actix_web::guard::GuardContext<'_>) -> bool {
-    ctx.head()
-        .headers
+    accepts_event_stream(&ctx.head().headers)
+}
+
+/// Whether a request's `Accept` names `text/event-stream`.
+pub(super) fn accepts_event_stream(headers: &actix_web::http::header::HeaderMap) -> bool {
+    headers
         .get_all(actix_web::http::header::ACCEPT)
         .filter_map(|v| v.to_str().ok())
         .any(|v| v.to_ascii_lowercase().contains("text/event-stream"))

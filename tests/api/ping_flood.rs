@@ -49,6 +49,27 @@ const FLOOD_TIME: Duration = Duration::from_secs(20);
 const MAX_OWED: usize = 1 << 20;
 const MAX_GROWTH: usize = 256 << 20;
 
+/// Writes `batch` again and again, as fast as the server takes it, while
+/// `going` says so (it is asked before each write) and within
+/// [`FLOOD_BYTES`] and [`FLOOD_TIME`]; returns the bytes written.
+async fn flood_until(
+    stream: &mut tokio::net::TcpStream,
+    batch: &[u8],
+    mut going: impl FnMut() -> bool,
+) -> usize {
+    let started = Instant::now();
+    let mut sent = 0;
+    while going() && sent < FLOOD_BYTES && started.elapsed() < FLOOD_TIME {
+        match tokio::time::timeout(Duration::from_millis(100), stream.write_all(batch)).await {
+            Ok(Ok(())) => sent += batch.len(),
+            Ok(Err(_)) => break,
+            // The server stopped reading: see whether it closed us.
+            Err(_) => continue,
+        }
+    }
+    sent
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ping_flood_that_reads_nothing_is_closed_with_bounded_memory() {
     let db = TestDb::new(Backend::Sqlite).await;
@@ -95,17 +116,7 @@ async fn a_ping_flood_that_reads_nothing_is_closed_with_bounded_memory() {
     let batch: Vec<u8> = (0..256)
         .flat_map(|_| frame(0x89, &[b'p'; 125], true))
         .collect();
-    let started = Instant::now();
-    let mut sent = 0;
-    while connections() > 1 && sent < FLOOD_BYTES && started.elapsed() < FLOOD_TIME {
-        match tokio::time::timeout(Duration::from_millis(100), flood.stream.write_all(&batch)).await
-        {
-            Ok(Ok(())) => sent += batch.len(),
-            Ok(Err(_)) => break,
-            // The server stopped reading: see whether it closed us.
-            Err(_) => continue,
-        }
-    }
+    let sent = flood_until(&mut flood.stream, &batch, || connections() > 1).await;
     done.store(true, Ordering::Relaxed);
     sampler.await.expect("sampler");
     let owed = max_owed.load(Ordering::Relaxed);
@@ -213,17 +224,12 @@ async fn a_client_that_reads_none_of_its_replies_is_closed_once_they_pile_up() {
     let batch: Vec<u8> = (0..256)
         .flat_map(|_| frame(0x81, br#"{"type": "ping"}"#, true))
         .collect();
-    let started = Instant::now();
-    let (mut sent, mut max_owed) = (0, 0);
-    while connections() > 0 && sent < FLOOD_BYTES && started.elapsed() < FLOOD_TIME {
+    let mut max_owed = 0;
+    let sent = flood_until(&mut flood.stream, &batch, || {
         max_owed = max_owed.max(app.hub.stats().owed_bytes.load(Ordering::Relaxed));
-        match tokio::time::timeout(Duration::from_millis(100), flood.stream.write_all(&batch)).await
-        {
-            Ok(Ok(())) => sent += batch.len(),
-            Ok(Err(_)) => break,
-            Err(_) => continue,
-        }
-    }
+        connections() > 0
+    })
+    .await;
     assert!(
         max_owed <= MAX_OWED,
         "the server owed the client {max_owed} bytes at once"

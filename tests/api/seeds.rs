@@ -551,6 +551,20 @@ async fn seed_002_the_browser_websocket_and_event_source_examples_run_as_written
     app.stop().await;
 }
 
+/// A token for the instance `alpha`, minted with the admin key.
+async fn alpha_token(app: &TestApp) -> String {
+    let minted: Value = app
+        .admin(Method::POST, "/auth/token")
+        .json(&json!({ "instances": ["alpha"] }))
+        .send()
+        .await
+        .expect("mint")
+        .json()
+        .await
+        .expect("json");
+    minted["token"].as_str().expect("token").to_owned()
+}
+
 /// Seed 003's client resets its backoff whenever a socket opens, so on the
 /// feed endpoints every refusal comes at the handshake, not only a bad
 /// credential: a client over its connection quota is told 429 there and
@@ -562,16 +576,7 @@ async fn seed_003_a_feed_over_its_quota_is_refused_at_the_handshake() {
     settings.limits.max_connections_per_credential = 1;
     let app = TestApp::spawn_with(settings).await;
     app.create_instance("alpha", quick_simulator()).await;
-    let minted: Value = app
-        .admin(Method::POST, "/auth/token")
-        .json(&json!({ "instances": ["alpha"] }))
-        .send()
-        .await
-        .expect("mint")
-        .json()
-        .await
-        .expect("json");
-    let token = minted["token"].as_str().expect("token");
+    let token = &alpha_token(&app).await;
     // Admitted before its 101, so it holds the credential's one place.
     let first = app.ws(&format!("/ws/feed?token={token}")).await;
 
@@ -598,16 +603,7 @@ async fn seed_003_the_feed_client_reads_typed_frames_and_backs_off_on_a_bad_toke
     let db = TestDb::new(Backend::Sqlite).await;
     let app = TestApp::spawn(&db).await;
     app.create_instance("alpha", quick_simulator()).await;
-    let minted: Value = app
-        .admin(Method::POST, "/auth/token")
-        .json(&json!({ "instances": ["alpha"] }))
-        .send()
-        .await
-        .expect("mint")
-        .json()
-        .await
-        .expect("json");
-    let token = minted["token"].as_str().expect("token");
+    let token = &alpha_token(&app).await;
     let code = substitute(
         include_str!("../seeds/003_feed.js"),
         &[
