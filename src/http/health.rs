@@ -139,7 +139,7 @@ pub async fn metrics(
     metric(
         "switchboard_log_isolated_batches_total",
         "counter",
-        "Batches committed again job by job because one job failed (its changes or what it held were refused).",
+        "Batches committed again job by job because the database refused what one job held.",
         log.isolated_batches.load(Ordering::Relaxed),
     );
     metric(

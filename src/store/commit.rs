@@ -25,13 +25,11 @@
 //! A job whose changes fail (a name already taken, a message gone, a value
 //! the database refuses) is rolled back to its savepoint and answered with
 //! that error; its events get no ids, so no id or seq is skipped. With
-//! [`Isolation::Batch`] (the common case) no job gets a savepoint and every
-//! event of the batch goes in with one insert. If a job's changes fail, or
-//! that insert fails on what a job holds, the whole batch fails, and the
-//! writer (`log.rs`) commits it again with [`Isolation::PerJob`]: every job
-//! in its own savepoint with its own insert, so the one that fails, fails
-//! alone. Jobs fail rarely (a name already taken, a refused value), so the
-//! common case saves two statements per job. An outage
+//! [`Isolation::Batch`] (the common case) only jobs with changes get a
+//! savepoint and every event of the batch goes in with one insert. If that
+//! insert fails on what a job holds, the writer (`log.rs`) commits the batch
+//! again with [`Isolation::PerJob`]: every job in its own savepoint with its
+//! own insert, so the one the database refuses fails alone. An outage
 //! ([`StoreError::is_outage`]) fails the whole batch in either mode.
 
 use std::collections::HashMap;
@@ -50,8 +48,8 @@ use crate::{
 /// How a batch uses savepoints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Isolation {
-    /// No savepoint, and one insert for all the batch's events: the fast
-    /// path. Any job that fails fails the batch.
+    /// A savepoint for each job with changes, and one insert for all the
+    /// batch's events: the fast path.
     Batch,
     /// A savepoint and an insert for every job: for a batch that failed on
     /// the content of a job it cannot point at.
@@ -145,11 +143,7 @@ pub(super) async fn commit(
                 continue;
             }
         }
-        if isolation == Isolation::Batch {
-            // No savepoint (two statements fewer per job, each a round trip
-            // to the database): a job whose changes fail fails the batch,
-            // which the writer commits again with a savepoint per job.
-            apply_changes(&mut tx, &job.changes).await?;
+        if isolation == Isolation::Batch && job.changes.is_empty() {
             let job_rows = heads.assign(job);
             outcomes.push(Ok(committed(&job_rows)));
             rows.extend(job_rows);

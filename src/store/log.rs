@@ -9,11 +9,12 @@
 //! being one commit per event.
 //!
 //! Jobs from different callers share a batch, so one job must not fail the
-//! others. A batch that fails for a reason other than an outage (a job's
-//! changes refused, say a name already taken, or the database refusing an
-//! event one job carries) is committed again with a savepoint per job
-//! ([`Isolation::PerJob`]), which answers the offending jobs with their
-//! error and commits the rest. Only an outage fails every job of a batch.
+//! others. A job whose changes fail is rolled back to its savepoint by the
+//! commit itself; a batch that fails anywhere else for a reason other than
+//! an outage (the database refusing an event one job carries) is committed
+//! again with a savepoint per job ([`Isolation::PerJob`]), which answers the
+//! offending jobs with their error and commits the rest. Only an outage
+//! fails every job of a batch.
 
 use std::sync::{
     atomic::{AtomicBool, AtomicU64, Ordering},
@@ -215,9 +216,7 @@ async fn run(
             // savepoint finds which; the others still commit.
             Err(err) if !err.is_outage() => {
                 stats.isolated_batches.fetch_add(1, Ordering::Relaxed);
-                // A client's mistake as often as not (a name taken): the
-                // job's own answer says it, so this is no warning.
-                tracing::debug!(
+                tracing::warn!(
                     error = %err.report(),
                     jobs = jobs.len(),
                     "a batch failed on what one of its jobs holds; committing each job on its own"

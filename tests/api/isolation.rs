@@ -234,34 +234,6 @@ on_both_backends! {
         app.stop().await;
     }
 
-    // A job whose changes fail (here: members for a group that does not
-    // exist) fails alone, whatever it was batched with: the batch is
-    // committed again job by job, and no id or seq is skipped.
-    async fn a_job_whose_changes_fail_fails_alone_and_its_batch_commits(backend: Backend) {
-        let db = TestDb::new(backend).await;
-        let app = TestApp::spawn(&db).await;
-        let hold = WriterHold::take(backend, &db).await;
-        let first = app.log.submit(messages("alpha", "first", 2)).await.expect("queued");
-        let mut failing = messages("beta", "members", 1);
-        failing.changes.push(Change::AddGroupMembers {
-            instance: InstanceName::parse("beta").expect("valid"),
-            id: "missing@g.us".into(),
-            members: vec!["+15550000009".into()],
-            max_members: 10,
-        });
-        let failing = app.log.submit(failing).await.expect("queued");
-        let second = app.log.submit(messages("alpha", "second", 1)).await.expect("queued");
-        hold.release().await;
-
-        let err = answer("the failing job", failing).await.expect_err("no such group");
-        assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
-        assert_eq!(positions(&answer("the first job", first).await.expect("commits")), [(1, 1), (2, 2)]);
-        assert_eq!(positions(&answer("the second job", second).await.expect("commits")), [(3, 3)]);
-        let ids: Vec<i64> = app.read_log("").await.iter().map(|e| e["id"].as_i64().expect("id")).collect();
-        assert_eq!(ids, [1, 2, 3]);
-        app.stop().await;
-    }
-
     async fn a_text_with_u0000_is_refused_with_a_400_while_other_instances_keep_sending(backend: Backend) {
         let db = TestDb::new(backend).await;
         let app = TestApp::spawn(&db).await;
